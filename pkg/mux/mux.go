@@ -1,0 +1,173 @@
+// Package mux carries many logical streams over one authenticated connection
+// between a tunnel agent and a tunnel server.
+//
+// A Session is one such connection; a Stream is one logical, ordered,
+// flow-controlled byte stream inside it, with a half-close. The first
+// implementation is yamux over TLS 1.3 on TCP (DialTLS, ListenTLS). The
+// interfaces follow the shape of QUIC (context-aware open and accept, closing
+// only the write side), so a QUIC implementation fits beside it.
+//
+// The package knows nothing about agents, routes or databases: callers bring
+// their own tls.Config (see pkg/auth) and their own protocol on the streams.
+package mux
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"time"
+)
+
+// Transport names, as reported by Session.Transport.
+const (
+	TransportTLS  = "tls"
+	TransportQUIC = "quic"
+)
+
+var (
+	// ErrSessionClosed is returned by operations on a session that has ended.
+	ErrSessionClosed = errors.New("mux: session closed")
+	// ErrListenerClosed is returned by Accept after Close.
+	ErrListenerClosed = errors.New("mux: listener closed")
+)
+
+// Stream is one logical connection inside a Session.
+//
+// Close ends both directions: blocked reads and writes return, and the peer
+// reads io.EOF after the data already written. CloseWrite ends only the write
+// direction; reading goes on until the peer ends its own.
+type Stream interface {
+	net.Conn
+	CloseWrite() error
+}
+
+// Session is one multiplexed connection to a peer.
+type Session interface {
+	// OpenStream opens a new stream. The peer sees it once it has been
+	// written to; callers write a header at once.
+	OpenStream(ctx context.Context) (Stream, error)
+	// AcceptStream waits for the next stream the peer opens.
+	AcceptStream(ctx context.Context) (Stream, error)
+	// Close ends the session and every stream in it.
+	Close() error
+	// Done is closed once the session has ended, for whatever reason.
+	Done() <-chan struct{}
+	// NumStreams is the number of streams currently open.
+	NumStreams() int
+	LocalAddr() net.Addr
+	RemoteAddr() net.Addr
+	// ConnectionState is the TLS state of the handshake that set up the
+	// session: the peer's certificates, the negotiated version.
+	ConnectionState() tls.ConnectionState
+	// Transport is TransportTLS or TransportQUIC.
+	Transport() string
+	// Stats counts the bytes moved on the connection, all streams and
+	// framing included. A count that stops growing while the peer should be
+	// sending is how a silent, dead link shows.
+	Stats() Stats
+}
+
+// Stats are a session's byte counts on the wire (after TLS or QUIC framing
+// is removed, before the mux's own framing is).
+type Stats struct {
+	BytesSent     uint64
+	BytesReceived uint64
+}
+
+// Listener yields authenticated sessions. Handshakes run concurrently, so a
+// slow or hostile peer never delays the others.
+type Listener interface {
+	Accept(ctx context.Context) (Session, error)
+	Addr() net.Addr
+	// Close stops listening, aborts handshakes in progress and waits for
+	// them. Sessions already returned by Accept are the caller's.
+	Close() error
+}
+
+// Config tunes a session. The zero value, or a nil *Config, means defaults.
+type Config struct {
+	// HandshakeTimeout bounds the TLS handshake. Default 10s.
+	HandshakeTimeout time.Duration
+
+	// StreamWindow is the most a peer may send on one stream before the
+	// reader consumes it: the per-stream flow-control window. One stream
+	// moves at most StreamWindow per round trip; the default, 4 MiB, keeps a
+	// 100 Mbit/s link with 100 ms RTT full (its bandwidth-delay product is
+	// 1.25 MB, and the window is replenished once half of it is consumed).
+	StreamWindow uint32
+
+	// KeepAliveInterval is how often the transport pings an idle
+	// connection, which keeps NAT mappings open. Default 15s.
+	KeepAliveInterval time.Duration
+
+	// WriteTimeout is how long a write to the connection may stall before
+	// the session is considered dead. Default 10s.
+	WriteTimeout time.Duration
+
+	// AcceptBacklog is how many streams may wait for AcceptStream, and how
+	// many opened streams may wait for the peer's acknowledgement. Default 1024.
+	AcceptBacklog int
+
+	// HalfCloseTimeout bounds how long a stream whose write side was closed
+	// may wait for the peer to close its own before it is reset. Default 60s.
+	HalfCloseTimeout time.Duration
+
+	// Logger receives the transport's own messages. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Defaults for Config.
+const (
+	DefaultHandshakeTimeout  = 10 * time.Second
+	DefaultStreamWindow      = 4 << 20
+	DefaultKeepAliveInterval = 15 * time.Second
+	DefaultWriteTimeout      = 10 * time.Second
+	DefaultAcceptBacklog     = 1024
+	DefaultHalfCloseTimeout  = 60 * time.Second
+)
+
+// withDefaults returns a copy of c with zero fields set to their defaults.
+func (c *Config) withDefaults() Config {
+	var out Config
+	if c != nil {
+		out = *c
+	}
+	if out.HandshakeTimeout <= 0 {
+		out.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if out.StreamWindow == 0 {
+		out.StreamWindow = DefaultStreamWindow
+	}
+	if out.KeepAliveInterval <= 0 {
+		out.KeepAliveInterval = DefaultKeepAliveInterval
+	}
+	if out.WriteTimeout <= 0 {
+		out.WriteTimeout = DefaultWriteTimeout
+	}
+	if out.AcceptBacklog <= 0 {
+		out.AcceptBacklog = DefaultAcceptBacklog
+	}
+	if out.HalfCloseTimeout <= 0 {
+		out.HalfCloseTimeout = DefaultHalfCloseTimeout
+	}
+	if out.Logger == nil {
+		out.Logger = slog.Default()
+	}
+	return out
+}
+
+// minStreamWindow is yamux's initial window; a smaller maximum is refused.
+const minStreamWindow = 256 << 10
+
+// Validate reports a configuration that cannot work.
+func (c *Config) Validate() error {
+	if c == nil {
+		return nil
+	}
+	if c.StreamWindow != 0 && c.StreamWindow < minStreamWindow {
+		return errors.New("mux: StreamWindow must be at least 256 KiB")
+	}
+	return nil
+}

@@ -1,0 +1,523 @@
+package mux
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+)
+
+// testTLS returns a server config and a client config that trusts it, with
+// client certificates required and presented.
+func testTLS(t testing.TB) (server, client *tls.Config) {
+	t.Helper()
+	cert := func(name string, isServer bool) (tls.Certificate, *x509.Certificate) {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(time.Now().UnixNano()),
+			Subject:      pkix.Name{CommonName: name},
+			NotBefore:    time.Now().Add(-time.Hour),
+			NotAfter:     time.Now().Add(time.Hour),
+			KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+			ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+			IsCA:         true,
+
+			BasicConstraintsValid: true,
+		}
+		if isServer {
+			tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, _ := x509.ParseCertificate(der)
+		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, leaf
+	}
+	srvCert, srvLeaf := cert("server", true)
+	cliCert, _ := cert("agent", false)
+	pool := x509.NewCertPool()
+	pool.AddCert(srvLeaf)
+	server = &tls.Config{Certificates: []tls.Certificate{srvCert}, ClientAuth: tls.RequireAnyClientCert}
+	client = &tls.Config{Certificates: []tls.Certificate{cliCert}, RootCAs: pool, ServerName: "127.0.0.1"}
+	return server, client
+}
+
+func testConfig() *Config {
+	return &Config{HandshakeTimeout: 500 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)}
+}
+
+// pair returns a connected client and server session over loopback TCP.
+func pair(t testing.TB) (client, server Session) {
+	t.Helper()
+	stls, ctls := testTLS(t)
+	ln, err := ListenTLS("127.0.0.1:0", stls, testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() {
+		var err error
+		client, err = DialTLS(ctx, ln.Addr().String(), ctls, testConfig())
+		errc <- err
+	}()
+	server, err = ln.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
+}
+
+func TestOpenAcceptBothWays(t *testing.T) {
+	client, server := pair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+
+	for _, tc := range []struct {
+		name         string
+		opener, peer Session
+	}{
+		{"client opens", client, server},
+		{"server opens", server, client},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, err := tc.opener.OpenStream(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			if _, err := st.Write([]byte("hello")); err != nil {
+				t.Fatal(err)
+			}
+			got, err := tc.peer.AcceptStream(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer got.Close()
+			buf := make([]byte, 5)
+			if _, err := io.ReadFull(got, buf); err != nil || string(buf) != "hello" {
+				t.Fatalf("read %q, %v", buf, err)
+			}
+		})
+	}
+	if client.Transport() != TransportTLS {
+		t.Errorf("Transport() = %q", client.Transport())
+	}
+	if v := server.ConnectionState().Version; v != tls.VersionTLS13 {
+		t.Errorf("TLS version %x, want 1.3", v)
+	}
+	if n := len(server.ConnectionState().PeerCertificates); n != 1 {
+		t.Errorf("server sees %d peer certificates, want 1", n)
+	}
+}
+
+// TestHalfClose: the client sends a request and closes its write side; the
+// server reads it to EOF and still sends the whole response back.
+func TestHalfClose(t *testing.T) {
+	client, server := pair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	request := bytes.Repeat([]byte("q"), 100_000)
+	response := bytes.Repeat([]byte("r"), 3<<20)
+
+	st, err := client.OpenStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	srvErr := make(chan error, 1)
+	go func() {
+		s, err := server.AcceptStream(ctx)
+		if err != nil {
+			srvErr <- err
+			return
+		}
+		defer s.Close()
+		got, err := io.ReadAll(s)
+		if err != nil {
+			srvErr <- err
+			return
+		}
+		if !bytes.Equal(got, request) {
+			srvErr <- errors.New("request differs")
+			return
+		}
+		if _, err := s.Write(response); err != nil {
+			srvErr <- err
+			return
+		}
+		srvErr <- s.CloseWrite()
+	}()
+	if _, err := st.Write(request); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, response) {
+		t.Fatalf("response: got %d bytes, want %d", len(got), len(response))
+	}
+	if err := <-srvErr; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCloseUnblocksRead(t *testing.T) {
+	client, server := pair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := client.OpenStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Write([]byte("x"))
+	peer, err := server.AcceptStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+
+	readErr := make(chan error, 1)
+	go func() {
+		_, err := st.Read(make([]byte, 10))
+		readErr <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	st.Close()
+	select {
+	case err := <-readErr:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("read after Close: %v, want net.ErrClosed", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Read still blocked after Close")
+	}
+	// The peer sees the end of the stream.
+	peer.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 10)
+	n, _ := io.ReadFull(peer, buf[:1])
+	if n != 1 {
+		t.Fatal("lost the byte written before Close")
+	}
+	if _, err := peer.Read(buf); err != io.EOF {
+		t.Fatalf("peer read after Close: %v, want EOF", err)
+	}
+}
+
+func TestAcceptHonoursContext(t *testing.T) {
+	_, server := pair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := server.AcceptStream(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("AcceptStream: %v, want deadline exceeded", err)
+	}
+	cctx, ccancel := context.WithCancel(context.Background())
+	ccancel()
+	if _, err := server.OpenStream(cctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("OpenStream: %v, want canceled", err)
+	}
+}
+
+func TestSessionCloseEndsStreams(t *testing.T) {
+	client, server := pair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := client.OpenStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Write([]byte("x"))
+	if _, err := server.AcceptStream(ctx); err != nil {
+		t.Fatal(err)
+	}
+	server.Close()
+	select {
+	case <-client.Done():
+	case <-time.After(3 * time.Second):
+		t.Fatal("client session not done after the server closed")
+	}
+	st.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := st.Read(make([]byte, 1)); err == nil {
+		t.Fatalf("read on a dead session: %v", err)
+	}
+	if _, err := client.OpenStream(ctx); !errors.Is(err, ErrSessionClosed) {
+		t.Fatalf("OpenStream after close: %v, want ErrSessionClosed", err)
+	}
+}
+
+func TestBulkChecksum(t *testing.T) {
+	client, server := pair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const size = 32 << 20
+	st, err := client.OpenStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	sum := make(chan [32]byte, 1)
+	go func() {
+		s, err := server.AcceptStream(ctx)
+		if err != nil {
+			sum <- [32]byte{}
+			return
+		}
+		defer s.Close()
+		h := sha256.New()
+		io.Copy(h, s)
+		var out [32]byte
+		copy(out[:], h.Sum(nil))
+		sum <- out
+	}()
+	h := sha256.New()
+	src := io.TeeReader(io.LimitReader(rand.Reader, size), h)
+	if _, err := io.CopyBuffer(struct{ io.Writer }{st}, src, make([]byte, 40_000)); err != nil {
+		t.Fatal(err)
+	}
+	st.CloseWrite()
+	var want [32]byte
+	copy(want[:], h.Sum(nil))
+	if got := <-sum; got != want {
+		t.Fatal("checksum differs")
+	}
+}
+
+// TestHandshakeFailures: a peer that sends garbage, or nothing, is closed
+// within the handshake timeout and leaves no goroutine behind.
+func TestHandshakeFailures(t *testing.T) {
+	stls, _ := testTLS(t)
+	base := runtime.NumGoroutine()
+	ln, err := ListenTLS("127.0.0.1:0", stls, testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		send []byte
+	}{
+		{"garbage", bytes.Repeat([]byte("GET / HTTP/1.1\r\n"), 64)},
+		{"stalled", nil},
+		{"half a hello", []byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			start := time.Now()
+			c.Write(tc.send)
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, err = io.Copy(io.Discard, c)
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatal("server kept the connection open past its handshake timeout")
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("closed after %v, handshake timeout is 500ms", d)
+			}
+		})
+	}
+	ln.Close()
+	waitGoroutines(t, base)
+}
+
+func TestListenerCloseAbortsHandshakes(t *testing.T) {
+	stls, _ := testTLS(t)
+	base := runtime.NumGoroutine()
+	cfg := testConfig()
+	cfg.HandshakeTimeout = time.Minute
+	ln, err := ListenTLS("127.0.0.1:0", stls, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	for range 5 {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	time.Sleep(50 * time.Millisecond)
+	done := make(chan struct{})
+	go func() { ln.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+		t.Fatal("Close waited for stalled handshakes")
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	if _, err := ln.Accept(context.Background()); !errors.Is(err, ErrListenerClosed) {
+		t.Fatalf("Accept after Close: %v", err)
+	}
+	waitGoroutines(t, base)
+}
+
+func TestManyConcurrentStreams(t *testing.T) {
+	client, server := pair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	go func() { // echo server
+		for {
+			s, err := server.AcceptStream(ctx)
+			if err != nil {
+				return
+			}
+			go func() {
+				defer s.Close()
+				io.Copy(s, s)
+				s.CloseWrite()
+			}()
+		}
+	}()
+	var wg sync.WaitGroup
+	errs := make(chan error, 300)
+	for i := range 300 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := client.OpenStream(ctx)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer st.Close()
+			msg := bytes.Repeat([]byte{byte(i)}, 10_000+i)
+			go func() { st.Write(msg); st.CloseWrite() }()
+			got, err := io.ReadAll(st)
+			if err != nil {
+				errs <- err
+				return
+			}
+			if !bytes.Equal(got, msg) {
+				errs <- errors.New("echo differs")
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// recorder counts the writes that reach the connection.
+type recorder struct {
+	net.Conn
+	writes [][]byte
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	r.writes = append(r.writes, append([]byte(nil), p...))
+	return len(p), nil
+}
+
+func TestFrameConnCoalesces(t *testing.T) {
+	hdr := func(typ byte, length uint32) []byte {
+		return []byte{0, typ, 0, 0, 0, 0, 0, 1, byte(length >> 24), byte(length >> 16), byte(length >> 8), byte(length)}
+	}
+	for _, tc := range []struct {
+		name       string
+		writes     [][]byte
+		wantWrites []int // sizes of the writes that reach the connection
+	}{
+		{"data frame", [][]byte{hdr(0, 100), make([]byte, 100)}, []int{112}},
+		{"window update alone", [][]byte{hdr(1, 0)}, []int{12}},
+		{"ping alone", [][]byte{hdr(2, 0)}, []int{12}},
+		{"big data frame", [][]byte{hdr(0, 40000), make([]byte, 40000)}, []int{16384, 40000 - 16372}},
+		{"two frames", [][]byte{hdr(0, 5), make([]byte, 5), hdr(1, 0), hdr(0, 7), make([]byte, 7)}, []int{17, 12, 19}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &recorder{}
+			fc := &frameConn{Conn: r}
+			for _, w := range tc.writes {
+				if n, err := fc.Write(w); err != nil || n != len(w) {
+					t.Fatalf("Write = %d, %v", n, err)
+				}
+			}
+			var got []int
+			for _, w := range r.writes {
+				got = append(got, len(w))
+			}
+			if len(got) != len(tc.wantWrites) {
+				t.Fatalf("writes %v, want %v", got, tc.wantWrites)
+			}
+			for i := range got {
+				if got[i] != tc.wantWrites[i] {
+					t.Fatalf("writes %v, want %v", got, tc.wantWrites)
+				}
+			}
+		})
+	}
+}
+
+func waitGoroutines(t *testing.T, base int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > base {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("%d goroutines, baseline %d:\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestWatchdog(t *testing.T) {
+	client, server := pair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	t0 := time.Now()
+	w := NewWatchdog(server, t0)
+	if idle := w.Idle(t0.Add(time.Second)); idle != time.Second {
+		t.Fatalf("idle %v with no traffic, want 1s", idle)
+	}
+	st, err := client.OpenStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Write([]byte("x"))
+	if _, err := server.AcceptStream(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if idle := w.Idle(t0.Add(2 * time.Second)); idle != 0 {
+		t.Fatalf("idle %v right after traffic, want 0", idle)
+	}
+	if idle := w.Idle(t0.Add(5 * time.Second)); idle != 3*time.Second {
+		t.Fatalf("idle %v, want 3s", idle)
+	}
+	if s := client.Stats(); s.BytesSent == 0 || s.BytesSent != server.Stats().BytesReceived {
+		t.Errorf("client sent %d, server received %d", s.BytesSent, server.Stats().BytesReceived)
+	}
+}
