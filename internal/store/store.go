@@ -1,0 +1,111 @@
+// Package store is tunnel-server's registry of agents and routes: who may
+// connect and which client endpoints forward to which agent target.
+//
+// Store is the interface the server engine and the admin API use; SQLite is
+// its embedded implementation and Open is the one place where a backend is
+// chosen, so a PostgreSQL backend shared by several server replicas can be
+// added without touching callers. Every backend must pass the conformance
+// suite in package storetest.
+//
+// The store holds configuration only. It is not for live state (who is
+// connected, session counters, bytes moved) and it holds no secrets: an agent
+// is known by the fingerprint of its public key, which cannot be used to
+// impersonate it.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors returned by every Store, wrapped with the name of the thing they are
+// about (for example `agent "acme": not found`); test for them with errors.Is.
+var (
+	// ErrNotFound means the named agent or route is not registered.
+	ErrNotFound = errors.New("not found")
+	// ErrExists means an agent or route with that name is already registered,
+	// or another route already listens on the same address.
+	ErrExists = errors.New("already exists")
+	// ErrInUse means an agent cannot be removed because routes still name it;
+	// the message lists those routes.
+	ErrInUse = errors.New("in use")
+	// ErrInvalid means an agent, route or Config failed validation; the
+	// message names the field.
+	ErrInvalid = errors.New("invalid")
+)
+
+// Errors returned when opening a database.
+var (
+	// ErrNewerSchema means the database was written by a newer version of
+	// tunnel-server than this one; it is refused rather than misread.
+	ErrNewerSchema = errors.New("database schema is newer than this program supports")
+	// ErrForeignDatabase means the file is a database of some other program.
+	ErrForeignDatabase = errors.New("not a tunnel-server database")
+)
+
+// ProtocolTCP is the Route protocol that forwards bytes without looking at
+// them. A route added with an empty Protocol gets it.
+const ProtocolTCP = "tcp"
+
+// Agent is a registered tunnel agent. Fingerprint is the SHA-256 fingerprint
+// of the agent's public key as produced by pkg/auth (an opaque string here,
+// e.g. "sha256:...").
+type Agent struct {
+	Name        string
+	Fingerprint string
+	Disabled    bool
+	// CreatedAt is returned in UTC. A store keeps at least whole seconds.
+	CreatedAt time.Time
+}
+
+// Route is a client endpoint on the server forwarded to Target of Agent.
+type Route struct {
+	Name     string
+	Agent    string
+	Target   string
+	Listen   string // host:port the server listens on
+	Protocol string // "tcp" for now; "postgres"/"mysql" come later. Empty on insert means "tcp".
+	// Allow lists the client CIDRs the route accepts; empty means all. It is
+	// stored and returned in the given order.
+	Allow       []string
+	MaxSessions int // 0 means unlimited
+	// CreatedAt is returned in UTC. A store keeps at least whole seconds.
+	CreatedAt time.Time
+}
+
+// Store is the registry of agents and routes. Implementations are safe for
+// concurrent use, by several goroutines and by several processes sharing the
+// same database. Names are case-sensitive and kept as given; lists are sorted
+// by name in byte order.
+type Store interface {
+	// Agents returns every agent, sorted by name.
+	Agents(ctx context.Context) ([]Agent, error)
+	// Agent returns the named agent, or an error wrapping ErrNotFound.
+	Agent(ctx context.Context, name string) (Agent, error)
+	// AddAgent registers a. It sets CreatedAt to now if it is zero. It fails
+	// with ErrExists if the name is taken and ErrInvalid if a fails Validate.
+	AddAgent(ctx context.Context, a Agent) error
+	// SetAgentDisabled disables or re-enables the named agent, or fails with
+	// ErrNotFound.
+	SetAgentDisabled(ctx context.Context, name string, disabled bool) error
+	// RemoveAgent removes the named agent. It fails with ErrNotFound, or with
+	// ErrInUse (listing the route names) while routes still name the agent.
+	RemoveAgent(ctx context.Context, name string) error
+
+	// Routes returns every route, sorted by name.
+	Routes(ctx context.Context) ([]Route, error)
+	// Route returns the named route, or an error wrapping ErrNotFound.
+	Route(ctx context.Context, name string) (Route, error)
+	// AddRoute registers r in one step: either all of it is stored or none.
+	// It fails with ErrExists if the name is taken or another route has the
+	// same Listen address, with ErrNotFound (saying `agent "name"`) if
+	// r.Agent is not registered, and with ErrInvalid if r fails Validate. It
+	// sets Protocol to "tcp" if empty and CreatedAt to now if zero.
+	AddRoute(ctx context.Context, r Route) error
+	// RemoveRoute removes the named route, or fails with ErrNotFound.
+	RemoveRoute(ctx context.Context, name string) error
+
+	// Close releases the store. Calling it again returns nil.
+	Close() error
+}
