@@ -1,0 +1,219 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"time"
+)
+
+// AgentFile is the agent config's file name, searched for by FindAgent.
+const AgentFile = "tunnel-agent.toml"
+
+// Defaults of the agent config, applied to keys left at zero.
+const (
+	DefaultTransport        = TransportTLS
+	DefaultMaxSessions      = 10000
+	DefaultDialTimeout      = 10 * time.Second
+	DefaultHandshakeTimeout = 10 * time.Second
+)
+
+// TransportTLS is TLS 1.3 over TCP with yamux, the only transport of this
+// version. "quic" and "auto" are reserved for a later one.
+const TransportTLS = "tls"
+
+// Agent is the agent's config, tunnel-agent.toml. The zero value of every
+// optional field means its default; ApplyDefaults fills them in.
+type Agent struct {
+	// Server says where and how the agent connects.
+	Server AgentServer `toml:"server"`
+	// Agent identifies this agent to the server.
+	Agent AgentSelf `toml:"agent"`
+	// Targets are the only addresses this agent ever dials, by name. None
+	// is allowed: such an agent connects but serves no route.
+	Targets []Target `toml:"targets"`
+	// Path is the file the config was loaded from (absolute after
+	// LoadAgent, the name given to ParseAgent otherwise).
+	Path string `toml:"-"`
+}
+
+// AgentServer is the [server] section of the agent config.
+type AgentServer struct {
+	// Address is the server's host:port. Required.
+	Address string `toml:"address"`
+	// CA is the PEM of the CA certificate(s) the server's certificate must
+	// chain to. Empty means the system roots.
+	CA string `toml:"ca"`
+	// ServerName is the name checked against the server's certificate.
+	// Empty means the host of Address.
+	ServerName string `toml:"server_name"`
+	// Transport is how the agent connects. Empty means "tls", the only
+	// transport of this version.
+	Transport string `toml:"transport"`
+}
+
+// AgentSelf is the [agent] section of the agent config.
+type AgentSelf struct {
+	// Name is the agent's name as registered on the server. Required; 1-63
+	// letters, digits, '.', '_' or '-', starting with a letter or digit.
+	Name string `toml:"name"`
+	// Key is the agent's private key (PEM), its credential. Required.
+	Key Secret `toml:"key"`
+	// MaxSessions bounds the sessions the agent serves at once. Zero means
+	// DefaultMaxSessions.
+	MaxSessions int `toml:"max_sessions"`
+	// DialTimeout bounds dialing a target. Zero means DefaultDialTimeout.
+	DialTimeout Duration `toml:"dial_timeout"`
+	// HandshakeTimeout bounds connecting and authenticating to the server.
+	// Zero means DefaultHandshakeTimeout.
+	HandshakeTimeout Duration `toml:"handshake_timeout"`
+}
+
+// Target is one [[targets]] entry: a name routes refer to and the only
+// address the agent dials for it.
+type Target struct {
+	// Name is what routes on the server refer to. Required, unique, same
+	// rule as the agent name.
+	Name string `toml:"name"`
+	// Address is host:port with a numeric port. Required.
+	Address string `toml:"address"`
+}
+
+// DefaultAgent returns an agent config with every default filled in and no
+// required field set.
+func DefaultAgent() Agent {
+	var c Agent
+	c.ApplyDefaults()
+	return c
+}
+
+// ApplyDefaults sets every optional field left at zero to its default.
+func (c *Agent) ApplyDefaults() {
+	s, a := &c.Server, &c.Agent
+	if s.Transport == "" {
+		s.Transport = DefaultTransport
+	}
+	if s.ServerName == "" {
+		s.ServerName = hostOf(s.Address)
+	}
+	if a.MaxSessions == 0 {
+		a.MaxSessions = DefaultMaxSessions
+	}
+	if a.DialTimeout.Duration == 0 {
+		a.DialTimeout.Duration = DefaultDialTimeout
+	}
+	if a.HandshakeTimeout.Duration == 0 {
+		a.HandshakeTimeout.Duration = DefaultHandshakeTimeout
+	}
+}
+
+// Target returns the target called name, or false.
+func (c *Agent) Target(name string) (Target, bool) {
+	for _, t := range c.Targets {
+		if t.Name == name {
+			return t, true
+		}
+	}
+	return Target{}, false
+}
+
+// Validate reports every problem with the config at once, joined; each is
+// an *Error naming its key. Zero optional fields are valid (they mean the
+// default). The key's value never appears in the error.
+func (c *Agent) Validate() error { return joinErrors(c.validate()) }
+
+func (c *Agent) validate() []*Error {
+	var errs []*Error
+	check := func(key, shown, reason string) {
+		if reason != "" {
+			errs = append(errs, invalid(key, shown, reason))
+		}
+	}
+	s, a := &c.Server, &c.Agent
+
+	check("server.address", quoteNonEmpty(s.Address), checkAddress(s.Address, dialAddr))
+	if s.CA != "" {
+		check("server.ca", "", checkCertificatesPEM(s.CA))
+	}
+	switch s.Transport {
+	case "", TransportTLS:
+	case "quic", "auto":
+		errs = append(errs, sentence("server.transport", ErrInvalid, fmt.Sprintf(
+			"server.transport %q is not supported by this version (use %q)", s.Transport, TransportTLS)))
+	default:
+		check("server.transport", quote(s.Transport), fmt.Sprintf("unknown transport (use %q)", TransportTLS))
+	}
+
+	check("agent.name", quoteNonEmpty(a.Name), checkName(a.Name))
+	check("agent.key", "", checkPrivateKeyPEM(a.Key.Reveal()))
+	check("agent.max_sessions", fmt.Sprintf("(%d)", a.MaxSessions), negative(a.MaxSessions < 0, DefaultMaxSessions))
+	check("agent.dial_timeout", fmt.Sprintf("(%v)", a.DialTimeout), negative(a.DialTimeout.Duration < 0, DefaultDialTimeout))
+	check("agent.handshake_timeout", fmt.Sprintf("(%v)", a.HandshakeTimeout),
+		negative(a.HandshakeTimeout.Duration < 0, DefaultHandshakeTimeout))
+
+	first := map[string]int{}
+	for i, t := range c.Targets {
+		n := i + 1 // as the user counts [[targets]] blocks
+		key := fmt.Sprintf("targets[%d]", n)
+		if reason := checkName(t.Name); reason != "" {
+			check(key+".name", quoteNonEmpty(t.Name), reason)
+		} else if prev, dup := first[t.Name]; dup {
+			check(key+".name", quote(t.Name), fmt.Sprintf("duplicate (also targets[%d])", prev))
+		} else {
+			first[t.Name] = n
+		}
+		check(key+".address", quoteNonEmpty(t.Address), checkAddress(t.Address, dialAddr))
+	}
+	return errs
+}
+
+// negative returns the reason a negative limit is refused, or "".
+func negative[T any](isNegative bool, def T) string {
+	if !isNegative {
+		return ""
+	}
+	return fmt.Sprintf("must not be negative (0 means the default, %v)", def)
+}
+
+// quoteNonEmpty quotes s for a message, or returns "" for an empty s (whose
+// problem is "missing").
+func quoteNonEmpty(s string) string {
+	if s == "" {
+		return ""
+	}
+	return quote(s)
+}
+
+// LoadAgent reads the agent config at path, decodes it strictly, applies
+// TUNNEL_AGENT_* environment overrides and defaults, and validates it.
+// Every problem is reported at once, each naming the file, line and key.
+func LoadAgent(path string) (*Agent, error) {
+	data, abs, err := readFile(path)
+	if err != nil {
+		return nil, err
+	}
+	c, err := ParseAgent(path, data, os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	c.Path = abs
+	return c, nil
+}
+
+// ParseAgent is LoadAgent on data already read; name is the file name
+// used in messages and stored in Path. env looks up environment variables
+// (os.Getenv, or a map's lookup in tests); nil means no overrides.
+func ParseAgent(name string, data []byte, env func(string) string) (*Agent, error) {
+	var c Agent
+	idx, err := decode(name, data, &c)
+	if err != nil {
+		return nil, err
+	}
+	c.Path = name
+	from, errs := applyEnv(&c, agentEnvPrefix, env)
+	c.ApplyDefaults()
+	errs = append(errs, c.validate()...)
+	if len(errs) > 0 {
+		return nil, locate(errs, name, idx, from)
+	}
+	return &c, nil
+}
