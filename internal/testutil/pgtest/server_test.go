@@ -1,0 +1,219 @@
+package pgtest
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tunnelrelay/tunnel/internal/testutil/leakcheck"
+)
+
+func TestStartSelect1(t *testing.T) {
+	leakcheck.Check(t)
+	s := Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	t.Run("pgx", func(t *testing.T) {
+		conn, err := pgx.Connect(ctx, s.DSN())
+		if err != nil {
+			t.Fatalf("connect %s: %v", s.DSN(), err)
+		}
+		defer conn.Close(ctx)
+		var one int
+		if err := conn.QueryRow(ctx, "select 1").Scan(&one); err != nil || one != 1 {
+			t.Fatalf("select 1 = %d, %v", one, err)
+		}
+		var maxConns string
+		if err := conn.QueryRow(ctx, "show max_connections").Scan(&maxConns); err != nil || maxConns != "300" {
+			t.Fatalf("max_connections = %q, %v", maxConns, err)
+		}
+	})
+	t.Run("psql DSN", func(t *testing.T) {
+		out, err := s.Command(t, "psql", "-X", "-A", "-t", "-d", s.DSN(), "-c", "select 1").CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != "1" {
+			t.Fatalf("psql: %v: %s", err, out)
+		}
+	})
+	t.Run("Psql", func(t *testing.T) {
+		if got := s.Psql(t, "select current_user || ' ' || inet_server_addr()"); got != s.User+" 127.0.0.1/32" {
+			t.Fatalf("Psql = %q", got)
+		}
+	})
+	t.Run("unix socket", func(t *testing.T) {
+		out, err := s.Command(t, "psql", "-X", "-A", "-t", "-h", s.SocketDir(), "-c", "select 2").CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != "2" {
+			t.Fatalf("psql over unix socket: %v: %s", err, out)
+		}
+	})
+	t.Run("Stop", func(t *testing.T) {
+		s.Stop()
+		s.Stop()
+		conn, err := pgx.Connect(ctx, s.DSN())
+		if err == nil {
+			conn.Close(ctx)
+			t.Fatal("connected after Stop")
+		}
+	})
+}
+
+func TestStartRemovesDir(t *testing.T) {
+	var dir string
+	t.Run("start", func(t *testing.T) {
+		dir = Start(t).Dir
+		if _, err := os.Stat(filepath.Join(dir, "data", "PG_VERSION")); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if dir == "" {
+		t.Skip("server did not start")
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("%s still exists after the test: %v", dir, err)
+	}
+}
+
+func TestBinDir(t *testing.T) {
+	t.Run("override lacking binaries", func(t *testing.T) {
+		t.Setenv(EnvBin, t.TempDir())
+		if _, err := BinDir(); !errors.Is(err, ErrNotInstalled) || !strings.Contains(err.Error(), EnvBin) {
+			t.Fatalf("BinDir = %v, want ErrNotInstalled naming %s", err, EnvBin)
+		}
+	})
+	t.Run("found", func(t *testing.T) {
+		dir, err := BinDir()
+		if err != nil {
+			unavailable(t, err.Error())
+		}
+		if missing := missingTools(dir); len(missing) > 0 {
+			t.Fatalf("BinDir %s lacks %v", dir, missing)
+		}
+		for _, find := range []func() (string, error){PsqlPath, PgbenchPath} {
+			if p, err := find(); err != nil || !isExecutable(p) {
+				t.Errorf("tool path %q: %v", p, err)
+			}
+		}
+	})
+}
+
+func TestVersionLess(t *testing.T) {
+	tests := []struct {
+		a, b string
+		want bool
+	}{
+		{"9.6", "15", true},
+		{"15", "9.6", false},
+		{"15", "16", true},
+		{"16", "16", false},
+		{"16", "16.1", true},
+		{"devel", "15", true},
+		{"15", "devel", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.a+"<"+tt.b, func(t *testing.T) {
+			if got := versionLess(tt.a, tt.b); got != tt.want {
+				t.Errorf("versionLess(%q, %q) = %v", tt.a, tt.b, got)
+			}
+		})
+	}
+}
+
+// recorder captures how unavailable ends a test without ending this one.
+type recorder struct {
+	testing.TB
+	skipped, failed bool
+}
+
+func (r *recorder) Helper()               {}
+func (r *recorder) Skipf(string, ...any)  { r.skipped = true }
+func (r *recorder) Fatalf(string, ...any) { r.failed = true }
+
+func TestUnavailable(t *testing.T) {
+	tests := []struct {
+		name, env     string
+		skip, failure bool
+	}{
+		{"unset skips", "", true, false},
+		{"zero skips", "0", true, false},
+		{"one fails", "1", false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv(EnvRequire, tt.env)
+			r := &recorder{TB: t}
+			unavailable(r, "not here")
+			if r.skipped != tt.skip || r.failed != tt.failure {
+				t.Errorf("skipped=%v failed=%v, want %v %v", r.skipped, r.failed, tt.skip, tt.failure)
+			}
+		})
+	}
+}
+
+// TestStartPortTaken checks that a port taken between picking and binding is
+// reported as errPortInUse, which Start retries, and not as a failure.
+func TestStartPortTaken(t *testing.T) {
+	bin, err := BinDir()
+	if err != nil {
+		unavailable(t, err.Error())
+	}
+	acct, err := serverAccount()
+	if err != nil {
+		unavailable(t, err.Error())
+	}
+	s := &Server{Host: "127.0.0.1", User: superuser, Database: "postgres", Dir: tempDir(t, acct), bin: bin, acct: acct}
+	if err := s.initdb(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := s.start(l.Addr().(*net.TCPAddr).Port); !errors.Is(err, errPortInUse) {
+		t.Fatalf("start on a taken port: %v, want errPortInUse\n%s", err, s.logTail(1024))
+	}
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.start(port); err != nil {
+		t.Fatalf("start on a free port after a failed one: %v", err)
+	}
+}
+
+func TestPgbench(t *testing.T) {
+	leakcheck.Check(t)
+	s := Start(t)
+	if out, err := s.Command(t, "pgbench", "-i", "-q", "-s", "1").CombinedOutput(); err != nil {
+		t.Fatalf("pgbench -i: %v\n%s", err, out)
+	}
+	out, err := s.Command(t, "pgbench", "-S", "-c", "8", "-j", "2", "-t", "50").CombinedOutput()
+	if err != nil {
+		t.Fatalf("pgbench -S: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "number of transactions actually processed: 400/400") {
+		t.Fatalf("pgbench -S did not process 400 transactions:\n%s", out)
+	}
+}
+
+func TestStartParallel(t *testing.T) {
+	for i := range 3 {
+		t.Run(strconv.Itoa(i), func(t *testing.T) {
+			t.Parallel()
+			s := Start(t)
+			if got := s.Psql(t, "select 40 + 2"); got != "42" {
+				t.Fatalf("select 40 + 2 = %q", got)
+			}
+		})
+	}
+}
