@@ -48,6 +48,7 @@ func TestEnvNames(t *testing.T) {
 				"TUNNEL_SERVER_LIMITS_HEARTBEAT_INTERVAL=limits.heartbeat_interval",
 				"TUNNEL_SERVER_LIMITS_HEARTBEAT_TIMEOUT=limits.heartbeat_timeout",
 				"TUNNEL_SERVER_LIMITS_HALF_CLOSE_TIMEOUT=limits.half_close_timeout",
+				"TUNNEL_SERVER_LIMITS_DRAIN_TIMEOUT=limits.drain_timeout",
 			},
 		},
 	}

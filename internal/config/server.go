@@ -26,6 +26,7 @@ const (
 	DefaultHeartbeatInterval   = 5 * time.Second
 	DefaultHeartbeatTimeout    = 15 * time.Second
 	DefaultHalfCloseTimeout    = 30 * time.Second
+	DefaultDrainTimeout        = 30 * time.Second
 )
 
 // unixPrefix marks an admin listen address that is a unix socket path.
@@ -108,6 +109,9 @@ type Limits struct {
 	// HalfCloseTimeout bounds how long a session may stay half-closed.
 	// Zero means DefaultHalfCloseTimeout.
 	HalfCloseTimeout Duration `toml:"half_close_timeout"`
+	// DrainTimeout is how long a stopping server lets sessions in flight
+	// finish before it closes them. Zero means DefaultDrainTimeout.
+	DrainTimeout Duration `toml:"drain_timeout"`
 }
 
 // DefaultServer returns a server config with every default filled in and
@@ -131,6 +135,7 @@ func (c *Server) ApplyDefaults() {
 	setDefault(&l.HeartbeatInterval.Duration, DefaultHeartbeatInterval)
 	setDefault(&l.HeartbeatTimeout.Duration, DefaultHeartbeatTimeout)
 	setDefault(&l.HalfCloseTimeout.Duration, DefaultHalfCloseTimeout)
+	setDefault(&l.DrainTimeout.Duration, DefaultDrainTimeout)
 }
 
 func setDefault[T comparable](v *T, def T) {
@@ -210,6 +215,7 @@ func (c *Server) validate() []*Error {
 	duration("limits.heartbeat_interval", l.HeartbeatInterval, DefaultHeartbeatInterval)
 	duration("limits.heartbeat_timeout", l.HeartbeatTimeout, DefaultHeartbeatTimeout)
 	duration("limits.half_close_timeout", l.HalfCloseTimeout, DefaultHalfCloseTimeout)
+	duration("limits.drain_timeout", l.DrainTimeout, DefaultDrainTimeout)
 	if l.HeartbeatInterval.Duration > 0 && l.HeartbeatTimeout.Duration <= l.HeartbeatInterval.Duration {
 		e := sentence("limits.heartbeat_timeout", ErrInvalid, fmt.Sprintf(
 			"limits.heartbeat_timeout (%v) must be greater than limits.heartbeat_interval (%v)",

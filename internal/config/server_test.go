@@ -200,6 +200,7 @@ func TestParseServerValues(t *testing.T) {
 				HeartbeatInterval:   Duration{5 * time.Second},
 				HeartbeatTimeout:    Duration{15 * time.Second},
 				HalfCloseTimeout:    Duration{30 * time.Second},
+				DrainTimeout:        Duration{30 * time.Second},
 			},
 			Path: filepath.Join(dir, ServerFile),
 		}

@@ -318,4 +318,6 @@ token_file = {{toml .TokenFile}}
 # heartbeat_timeout = {{toml .Limits.HeartbeatTimeout.String}}
 # How long a session may stay half-closed:
 # half_close_timeout = {{toml .Limits.HalfCloseTimeout.String}}
+# How long a stopping server lets sessions in flight finish:
+# drain_timeout = {{toml .Limits.DrainTimeout.String}}
 `))
