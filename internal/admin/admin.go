@@ -1,0 +1,134 @@
+// Package admin is tunnel-server's management API: JSON over HTTP on a
+// loopback address or a unix socket, behind a bearer token. The server
+// engine implements API; Handler serves it; Client is what the
+// tunnel-server management commands (agent, route, status) use.
+//
+// Endpoints, all under /api/v1:
+//
+//	GET    /status                  Status
+//	GET    /agents                  []Agent
+//	POST   /agents                  AddAgentRequest → Agent
+//	DELETE /agents/{name}
+//	POST   /agents/{name}/disable
+//	POST   /agents/{name}/enable
+//	GET    /routes                  []Route
+//	POST   /routes                  AddRouteRequest → Route
+//	DELETE /routes/{name}
+//
+// Errors are {"error": "..."} with status 400 (invalid), 401 (no or wrong
+// token), 404 (not found), 409 (exists, in use, address in use) or 500.
+package admin
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors an API implementation wraps so Handler can choose the status code.
+// The store's ErrNotFound, ErrExists and ErrInUse are recognised too.
+var (
+	// ErrInvalid: the request is malformed or names something invalid.
+	ErrInvalid = errors.New("invalid request")
+	// ErrConflict: the request clashes with the current state.
+	ErrConflict = errors.New("conflict")
+)
+
+// Invalid marks err as an invalid request (400) without changing its text.
+func Invalid(err error) error { return &kindError{kind: ErrInvalid, err: err} }
+
+// Conflict marks err as a conflict with the current state (409) without
+// changing its text.
+func Conflict(err error) error { return &kindError{kind: ErrConflict, err: err} }
+
+type kindError struct{ kind, err error }
+
+func (e *kindError) Error() string   { return e.err.Error() }
+func (e *kindError) Unwrap() []error { return []error{e.kind, e.err} }
+
+// API is what the server engine offers to the admin endpoint.
+type API interface {
+	Status(ctx context.Context) (*Status, error)
+	Agents(ctx context.Context) ([]Agent, error)
+	AddAgent(ctx context.Context, req AddAgentRequest) (*Agent, error)
+	RemoveAgent(ctx context.Context, name string) error
+	SetAgentDisabled(ctx context.Context, name string, disabled bool) error
+	Routes(ctx context.Context) ([]Route, error)
+	AddRoute(ctx context.Context, req AddRouteRequest) (*Route, error)
+	RemoveRoute(ctx context.Context, name string) error
+}
+
+// Agent is a registered agent and, when it is connected, its connection.
+type Agent struct {
+	Name        string    `json:"name"`
+	Fingerprint string    `json:"fingerprint"`
+	Disabled    bool      `json:"disabled"`
+	Created     time.Time `json:"created"`
+
+	Online    bool       `json:"online"`
+	Since     *time.Time `json:"since,omitempty"`     // connected since
+	Remote    string     `json:"remote,omitempty"`    // address it connects from
+	Transport string     `json:"transport,omitempty"` // "tls" or "quic"
+	Version   string     `json:"version,omitempty"`   // agent release
+	Targets   []string   `json:"targets,omitempty"`   // declared target names
+	Sessions  int        `json:"sessions"`            // open sessions
+	RTTMillis float64    `json:"rtt_ms,omitempty"`    // last heartbeat round trip
+}
+
+// Route is a registered route and its listener's state.
+type Route struct {
+	Name        string    `json:"name"`
+	Agent       string    `json:"agent"`
+	Target      string    `json:"target"`
+	Listen      string    `json:"listen"`
+	Protocol    string    `json:"protocol"`
+	Allow       []string  `json:"allow,omitempty"`
+	MaxSessions int       `json:"max_sessions,omitempty"`
+	Created     time.Time `json:"created"`
+
+	Listening bool   `json:"listening"`
+	Error     string `json:"error,omitempty"` // why it is not listening
+	Sessions  int    `json:"sessions"`        // open sessions
+	BytesUp   int64  `json:"bytes_up"`        // client to target, since the server started
+	BytesDown int64  `json:"bytes_down"`      // target to client, since the server started
+}
+
+// Session is a live client session.
+type Session struct {
+	ID        string    `json:"id"`
+	Route     string    `json:"route"`
+	Agent     string    `json:"agent"`
+	Target    string    `json:"target"`
+	Client    string    `json:"client"`
+	Started   time.Time `json:"started"`
+	BytesUp   int64     `json:"bytes_up"`
+	BytesDown int64     `json:"bytes_down"`
+}
+
+// Status is the whole picture.
+type Status struct {
+	Version  string    `json:"version"`
+	Started  time.Time `json:"started"`
+	Listen   string    `json:"listen"` // where agents connect
+	Agents   []Agent   `json:"agents"`
+	Routes   []Route   `json:"routes"`
+	Sessions []Session `json:"sessions"`
+}
+
+// AddAgentRequest registers an agent by the fingerprint of its public key;
+// the private key stays with whoever made it.
+type AddAgentRequest struct {
+	Name        string `json:"name"`
+	Fingerprint string `json:"fingerprint"`
+}
+
+// AddRouteRequest adds a route.
+type AddRouteRequest struct {
+	Name        string   `json:"name"`
+	Agent       string   `json:"agent"`
+	Target      string   `json:"target"`
+	Listen      string   `json:"listen"`
+	Protocol    string   `json:"protocol,omitempty"`
+	Allow       []string `json:"allow,omitempty"`
+	MaxSessions int      `json:"max_sessions,omitempty"`
+}
