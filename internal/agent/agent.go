@@ -1,0 +1,393 @@
+// Package agent is the tunnel-agent engine: it holds one multiplexed
+// connection to tunnel-server, reconnecting forever with backoff, and for
+// every data stream the server opens it dials the named target, if and only
+// if the agent's own configuration declares it, and splices the bytes.
+//
+// It is not the command line (cmd/tunnel-agent) and not the config file
+// (package config): it gets resolved Options.
+package agent
+
+import (
+	"context"
+	crand "crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tunnelrelay/tunnel/internal/logging"
+	"github.com/tunnelrelay/tunnel/internal/proto"
+	"github.com/tunnelrelay/tunnel/pkg/mux"
+)
+
+// Target is a database the agent may dial.
+type Target struct {
+	Name    string
+	Address string
+}
+
+// Options configure an Agent. Zero fields mean defaults.
+type Options struct {
+	// Name is the agent's name, for logs (the server learns it from the
+	// certificate in TLSConfig).
+	Name string
+	// ServerAddress is the server's host:port.
+	ServerAddress string
+	// TLSConfig authenticates the agent and verifies the server (see
+	// auth.ClientConfig). Required unless Dial is set.
+	TLSConfig *tls.Config
+	// Targets are the only addresses the agent will ever dial.
+	Targets []Target
+	// Version is the agent's release, told to the server.
+	Version string
+
+	// MaxSessions caps concurrent sessions. Default 10000.
+	MaxSessions int
+	// DialTimeout bounds a connection to a target. Default 10s.
+	DialTimeout time.Duration
+	// HandshakeTimeout bounds connecting to the server, and reading a data
+	// stream's header. Default 10s.
+	HandshakeTimeout time.Duration
+	// HalfCloseTimeout bounds a half-closed session. Default 30s.
+	HalfCloseTimeout time.Duration
+	// MaxHeaderSize bounds every tunnel protocol frame read. Default 4096.
+	MaxHeaderSize int
+	// BackoffBase and BackoffMax shape the reconnect delays: attempt n waits
+	// a random time in [0, min(BackoffMax, BackoffBase·2ⁿ)). Defaults 500ms
+	// and 30s.
+	BackoffBase, BackoffMax time.Duration
+	// StableAfter: a connection that lasted this long resets the backoff.
+	// Default 10s.
+	StableAfter time.Duration
+
+	// Mux tunes the multiplexed connection.
+	Mux *mux.Config
+	// Dial connects to the server; nil means TLS over TCP to ServerAddress.
+	Dial func(ctx context.Context) (mux.Session, error)
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+func (o *Options) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.DialTimeout, 10*time.Second)
+	def(&o.HandshakeTimeout, 10*time.Second)
+	def(&o.HalfCloseTimeout, 30*time.Second)
+	def(&o.BackoffBase, 500*time.Millisecond)
+	def(&o.BackoffMax, 30*time.Second)
+	def(&o.StableAfter, 10*time.Second)
+	if o.MaxSessions <= 0 {
+		o.MaxSessions = 10000
+	}
+	if o.MaxHeaderSize <= 0 {
+		o.MaxHeaderSize = 4096
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Agent is the engine. Create it with New and run it with Run.
+type Agent struct {
+	// Static after New.
+	opt      Options
+	targets  map[string]string // name → address
+	names    []string
+	instance string
+	log      *slog.Logger
+
+	active atomic.Int64 // open sessions
+}
+
+// New returns an Agent.
+func New(opt Options) (*Agent, error) {
+	opt.setDefaults()
+	if opt.Dial == nil {
+		if opt.TLSConfig == nil {
+			return nil, errors.New("agent: Options.TLSConfig is nil")
+		}
+		if opt.ServerAddress == "" {
+			return nil, errors.New("agent: Options.ServerAddress is empty")
+		}
+	}
+	a := &Agent{
+		opt:     opt,
+		targets: make(map[string]string, len(opt.Targets)),
+		log:     logging.Module(opt.Logger, "agent"),
+	}
+	for _, t := range opt.Targets {
+		if _, dup := a.targets[t.Name]; dup {
+			return nil, fmt.Errorf("agent: target %q declared twice", t.Name)
+		}
+		a.targets[t.Name] = t.Address
+		a.names = append(a.names, t.Name)
+	}
+	var id [8]byte
+	crand.Read(id[:])
+	a.instance = hex.EncodeToString(id[:])
+	return a, nil
+}
+
+// Run connects to the server and serves it, reconnecting with backoff
+// whenever the connection fails or ends, until ctx is done (it returns nil)
+// or the server refuses the agent for good (it returns the *proto.Refuse).
+func (a *Agent) Run(ctx context.Context) error {
+	attempt := 0
+	for {
+		start := time.Now()
+		welcomed, err := a.runOnce(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var ref *proto.Refuse
+		if errors.As(err, &ref) && ref.Code.Permanent() {
+			a.log.Error("refused by server; giving up", logging.KeyReason, ref.Message, "code", string(ref.Code))
+			return ref
+		}
+		if welcomed && time.Since(start) >= a.opt.StableAfter {
+			attempt = 0
+		}
+		delay := a.backoff(attempt)
+		attempt++
+		a.log.Warn(describeConnErr(err, welcomed)+"; retrying", logging.KeyErr, err.Error(), "retry_in", delay.Round(time.Millisecond))
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		}
+	}
+}
+
+// backoff is exponential backoff with full jitter.
+func (a *Agent) backoff(attempt int) time.Duration {
+	ceiling := a.opt.BackoffMax
+	if attempt < 32 {
+		ceiling = min(ceiling, a.opt.BackoffBase<<attempt)
+	}
+	return rand.N(ceiling) + time.Millisecond
+}
+
+// describeConnErr says in one phrase what went wrong with a connection.
+func describeConnErr(err error, welcomed bool) string {
+	var (
+		verr *tls.CertificateVerificationError
+		ref  *proto.Refuse
+	)
+	switch {
+	case welcomed:
+		return "connection to server lost"
+	case errors.As(err, &verr):
+		return "server certificate not trusted (check [server] ca and address in the config)"
+	case errors.As(err, &ref):
+		return "refused by server"
+	}
+	return "cannot connect to server"
+}
+
+// runOnce makes one connection and serves it until it ends.
+func (a *Agent) runOnce(ctx context.Context) (welcomed bool, err error) {
+	c, err := a.connect(ctx, false)
+	if err != nil {
+		return false, err
+	}
+	a.log.Info("connected to server", "server", a.opt.ServerAddress, "transport", c.sess.Transport(),
+		"targets", a.names, "server_version", c.welcome.ServerVersion)
+	return true, c.serve(ctx)
+}
+
+// conn is one welcomed connection to the server.
+type conn struct {
+	a       *Agent
+	sess    mux.Session
+	ctl     mux.Stream
+	welcome proto.Welcome
+	writeMu sync.Mutex
+}
+
+func (a *Agent) dial(ctx context.Context) (mux.Session, error) {
+	if a.opt.Dial != nil {
+		return a.opt.Dial(ctx)
+	}
+	cfg := mux.Config{}
+	if a.opt.Mux != nil {
+		cfg = *a.opt.Mux
+	}
+	if cfg.HandshakeTimeout == 0 {
+		cfg.HandshakeTimeout = a.opt.HandshakeTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = logging.Module(a.opt.Logger, "mux")
+	}
+	if cfg.HalfCloseTimeout == 0 {
+		cfg.HalfCloseTimeout = a.opt.HalfCloseTimeout + 5*time.Second
+	}
+	return mux.DialTLS(ctx, a.opt.ServerAddress, a.opt.TLSConfig, &cfg)
+}
+
+// connect dials the server and runs the hello exchange. With probe set the
+// server only checks the credential.
+func (a *Agent) connect(ctx context.Context, probe bool) (*conn, error) {
+	sess, err := a.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c, err := a.hello(ctx, sess, probe)
+	if err != nil {
+		sess.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (a *Agent) hello(ctx context.Context, sess mux.Session, probe bool) (*conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, a.opt.HandshakeTimeout)
+	defer cancel()
+	ctl, err := sess.OpenStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	deadline, _ := ctx.Deadline()
+	ctl.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { ctl.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	hello := &proto.Hello{
+		Version:      proto.Version,
+		AgentVersion: a.opt.Version,
+		Targets:      a.names,
+		Instance:     a.instance,
+		Probe:        probe,
+	}
+	if hello.Targets == nil {
+		hello.Targets = []string{}
+	}
+	if err := proto.WriteJSON(ctl, proto.FrameHello, hello); err != nil {
+		return nil, fmt.Errorf("send hello: %w", err)
+	}
+	t, p, err := proto.ReadFrame(ctl, a.opt.MaxHeaderSize)
+	if err != nil {
+		return nil, fmt.Errorf("no answer to hello: %w", err)
+	}
+	c := &conn{a: a, sess: sess, ctl: ctl}
+	switch t {
+	case proto.FrameWelcome:
+		if err := proto.DecodeJSON(t, p, &c.welcome); err != nil {
+			return nil, err
+		}
+	case proto.FrameRefuse:
+		var ref proto.Refuse
+		if err := proto.DecodeJSON(t, p, &ref); err != nil {
+			return nil, err
+		}
+		return nil, &ref
+	default:
+		return nil, fmt.Errorf("%w: %s in answer to hello", proto.ErrUnexpected, t)
+	}
+	ctl.SetDeadline(time.Time{})
+	return c, nil
+}
+
+// serve answers heartbeats and data streams until the connection ends, and
+// returns why it ended. The connection counts as dead when nothing at all
+// has arrived for the heartbeat timeout (see the server's side).
+func (c *conn) serve(ctx context.Context) error {
+	interval, timeout := c.welcome.HeartbeatInterval(), c.welcome.HeartbeatTimeout()
+	if interval <= 0 || timeout <= interval {
+		interval, timeout = 5*time.Second, 15*time.Second
+	}
+	readErr := make(chan error, 1)
+	go func() { readErr <- c.readLoop() }()
+
+	var streams sync.WaitGroup
+	acceptDone := make(chan struct{})
+	go func() {
+		defer close(acceptDone)
+		for {
+			st, err := c.sess.AcceptStream(ctx)
+			if err != nil {
+				return
+			}
+			streams.Add(1)
+			go func() {
+				defer streams.Done()
+				c.a.serveStream(ctx, st)
+			}()
+		}
+	}()
+
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	watch := mux.NewWatchdog(c.sess, time.Now())
+	var err error
+loop:
+	for {
+		select {
+		case now := <-tick.C:
+			if idle := watch.Idle(now); idle >= timeout {
+				err = fmt.Errorf("nothing received from the server for %v (heartbeat timeout)", idle.Round(time.Millisecond))
+				break loop
+			}
+		case err = <-readErr:
+			readErr = nil
+			break loop
+		case <-c.sess.Done():
+			// The read loop ends too; what it read last (a refusal, say)
+			// says more than "closed".
+			err = <-readErr
+			readErr = nil
+			var ref *proto.Refuse
+			if !errors.As(err, &ref) {
+				err = errors.New("connection closed by the server")
+			}
+			break loop
+		case <-ctx.Done():
+			err = ctx.Err()
+			break loop
+		}
+	}
+	c.sess.Close()
+	if readErr != nil {
+		<-readErr
+	}
+	<-acceptDone
+	streams.Wait()
+	return err
+}
+
+// readLoop answers the server's pings and takes its refusals.
+func (c *conn) readLoop() error {
+	for {
+		t, p, err := proto.ReadFrame(c.ctl, c.a.opt.MaxHeaderSize)
+		if err != nil {
+			return fmt.Errorf("control stream: %w", err)
+		}
+		switch t {
+		case proto.FramePing:
+			c.writeMu.Lock()
+			c.ctl.SetWriteDeadline(time.Now().Add(c.a.opt.HandshakeTimeout))
+			err := proto.WriteFrame(c.ctl, proto.FramePong, p)
+			c.writeMu.Unlock()
+			if err != nil {
+				return fmt.Errorf("control stream: %w", err)
+			}
+		case proto.FrameRefuse:
+			var ref proto.Refuse
+			if err := proto.DecodeJSON(t, p, &ref); err != nil {
+				return err
+			}
+			return &ref
+		default:
+			c.a.log.Debug("ignoring control frame", "frame", t.String())
+		}
+	}
+}

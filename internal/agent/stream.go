@@ -1,0 +1,108 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/tunnelrelay/tunnel/internal/logging"
+	"github.com/tunnelrelay/tunnel/internal/proto"
+	"github.com/tunnelrelay/tunnel/internal/splice"
+	"github.com/tunnelrelay/tunnel/pkg/mux"
+)
+
+// serveStream handles one data stream: header, checks, dial, reply, splice.
+func (a *Agent) serveStream(ctx context.Context, st mux.Stream) {
+	st.SetReadDeadline(time.Now().Add(a.opt.HandshakeTimeout))
+	open, err := proto.ReadOpen(st, a.opt.MaxHeaderSize)
+	if err != nil {
+		a.log.Warn("bad data stream header", logging.KeyErr, err)
+		a.reply(st, proto.ReplyBadRequest, "bad header: "+err.Error())
+		st.Close()
+		return
+	}
+	log := a.log.With(logging.KeySession, strconv.FormatUint(open.SessionID, 16), logging.KeyRoute, open.Route,
+		logging.KeyTarget, open.Target, logging.KeyClient, open.Client)
+
+	addr, ok := a.targets[open.Target]
+	if !ok {
+		msg := fmt.Sprintf("agent %q declares no target %q", a.opt.Name, open.Target)
+		log.Warn("session refused", logging.KeyReason, msg)
+		a.reply(st, proto.ReplyUnknownTarget, msg)
+		st.Close()
+		return
+	}
+	if n := a.active.Add(1); n > int64(a.opt.MaxSessions) {
+		a.active.Add(-1)
+		msg := fmt.Sprintf("agent %q has %d open sessions, its limit", a.opt.Name, a.opt.MaxSessions)
+		log.Warn("session refused", logging.KeyReason, msg)
+		a.reply(st, proto.ReplyLimitReached, msg)
+		st.Close()
+		return
+	}
+	defer a.active.Add(-1)
+
+	start := time.Now()
+	dctx, cancel := context.WithTimeout(ctx, a.opt.DialTimeout)
+	var d net.Dialer
+	target, err := d.DialContext(dctx, "tcp", addr)
+	cancel()
+	if err != nil {
+		msg := describeDialErr(open.Target, err, a.opt.DialTimeout)
+		log.Warn("session refused", logging.KeyReason, msg, logging.KeyErr, err)
+		a.reply(st, proto.ReplyDialFailed, msg)
+		st.Close()
+		return
+	}
+	st.SetReadDeadline(time.Time{})
+	if err := a.reply(st, proto.ReplyOK, ""); err != nil {
+		log.Info("session abandoned by the server", logging.KeyErr, err)
+		target.Close()
+		st.Close()
+		return
+	}
+	log.Debug("session started", "dial", time.Since(start).Round(time.Microsecond))
+	res := splice.Splice(ctx, st, target, splice.Options{HalfCloseTimeout: a.opt.HalfCloseTimeout})
+	attrs := []any{logging.KeyBytesUp, res.AToB, logging.KeyBytesDown, res.BToA,
+		logging.KeyDuration, time.Since(start).Round(time.Millisecond)}
+	if res.Err != nil {
+		attrs = append(attrs, logging.KeyErr, res.Err.Error())
+	}
+	log.Info("session ended", attrs...)
+}
+
+func (a *Agent) reply(st mux.Stream, code proto.ReplyCode, msg string) error {
+	st.SetWriteDeadline(time.Now().Add(a.opt.HandshakeTimeout))
+	err := proto.WriteReply(st, &proto.Reply{Code: code, Message: msg})
+	st.SetWriteDeadline(time.Time{})
+	return err
+}
+
+// describeDialErr explains a failed dial without the target's address: the
+// reason travels to the server and may be shown to its clients, while the
+// address is the customer's business (it is in the agent's own log).
+func describeDialErr(target string, err error, timeout time.Duration) string {
+	var (
+		dnsErr *net.DNSError
+		sysErr *os.SyscallError
+		ne     net.Error
+	)
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Sprintf("target %q refused the connection", target)
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return fmt.Sprintf("target %q did not answer within %v", target, timeout)
+	case errors.As(err, &dnsErr):
+		return fmt.Sprintf("target %q: its host name does not resolve", target)
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return fmt.Sprintf("target %q: no route to its host", target)
+	case errors.As(err, &sysErr):
+		return fmt.Sprintf("target %q: %v", target, sysErr.Err)
+	}
+	return fmt.Sprintf("cannot connect to target %q", target)
+}

@@ -1,0 +1,438 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tunnelrelay/tunnel/internal/logging"
+	"github.com/tunnelrelay/tunnel/internal/proto"
+	"github.com/tunnelrelay/tunnel/pkg/auth"
+	"github.com/tunnelrelay/tunnel/pkg/mux"
+)
+
+// agentConn is one welcomed agent connection.
+type agentConn struct {
+	// Static after construction.
+	srv       *Server
+	name      string
+	instance  string
+	version   string
+	targets   map[string]bool
+	sess      mux.Session
+	ctl       mux.Stream
+	since     time.Time
+	remote    string
+	transport string
+	log       *slog.Logger
+
+	writeMu sync.Mutex // one frame at a time on ctl
+
+	sessions atomic.Int64 // open data streams
+	rtt      atomic.Int64 // last heartbeat round trip, ns
+
+	recvMu sync.Mutex
+	recvCh chan struct{} // closed and replaced whenever a frame arrives
+
+	endOnce   sync.Once
+	ended     chan struct{} // closed by end
+	endReason string        // set before ended is closed
+
+	kickOnce   sync.Once
+	kicked     chan struct{} // closed by kick
+	kickReason string        // set before kicked is closed
+}
+
+// serveAgent runs one agent connection from handshake to end.
+func (s *Server) serveAgent(sess mux.Session) {
+	start := time.Now()
+	log := s.log.With(logging.KeyRemote, sess.RemoteAddr().String(), "transport", sess.Transport())
+	id, err := auth.PeerIdentity(sess.ConnectionState())
+	if err != nil {
+		log.Info("agent refused", logging.KeyReason, err.Error())
+		sess.Close()
+		return
+	}
+	log = log.With(logging.KeyAgent, id.Name)
+
+	ctl, hello, err := s.readHello(sess)
+	if err != nil {
+		log.Info("agent handshake failed", logging.KeyErr, err)
+		sess.Close()
+		return
+	}
+	refuse := func(code proto.RefuseCode, msg string) {
+		log.Warn("agent refused", logging.KeyReason, msg, "code", string(code))
+		s.refuse(sess, ctl, code, msg)
+	}
+	if hello.Version < proto.MinVersion {
+		refuse(proto.RefuseUnsupportedVersion, fmt.Sprintf("protocol version %d is too old; this server needs %d or newer: upgrade tunnel-agent", hello.Version, proto.MinVersion))
+		return
+	}
+	if err := hello.Validate(); err != nil {
+		refuse(proto.RefuseBadHello, err.Error())
+		return
+	}
+	if err := s.verifier.Verify(s.ctx, id); err != nil {
+		code, msg := refusalFor(id.Name, err)
+		refuse(code, msg)
+		return
+	}
+	welcome := &proto.Welcome{
+		Version:             min(hello.Version, proto.Version),
+		HeartbeatIntervalMS: s.opt.HeartbeatInterval.Milliseconds(),
+		HeartbeatTimeoutMS:  s.opt.HeartbeatTimeout.Milliseconds(),
+		ServerVersion:       s.opt.Version,
+	}
+	if hello.Probe {
+		// tunnel-agent check: the credential is good; this connection does
+		// not become the agent's live one.
+		ctl.SetWriteDeadline(time.Now().Add(s.opt.HandshakeTimeout))
+		if err := proto.WriteJSON(ctl, proto.FrameWelcome, welcome); err == nil {
+			log.Info("agent check succeeded")
+		}
+		s.closeWhenPeerDone(sess, ctl)
+		return
+	}
+
+	ac := &agentConn{
+		srv:       s,
+		name:      id.Name,
+		instance:  hello.Instance,
+		version:   hello.AgentVersion,
+		targets:   make(map[string]bool, len(hello.Targets)),
+		sess:      sess,
+		ctl:       ctl,
+		since:     time.Now(),
+		remote:    sess.RemoteAddr().String(),
+		transport: sess.Transport(),
+		log:       log,
+		recvCh:    make(chan struct{}),
+		ended:     make(chan struct{}),
+		kicked:    make(chan struct{}),
+	}
+	for _, t := range hello.Targets {
+		ac.targets[t] = true
+	}
+	if err := s.claim(ac); err != nil {
+		refuse(refuseCodeOf(err), err.Error())
+		return
+	}
+	ctl.SetWriteDeadline(time.Now().Add(s.opt.HandshakeTimeout))
+	if err := proto.WriteJSON(ctl, proto.FrameWelcome, welcome); err != nil {
+		s.release(ac)
+		sess.Close()
+		log.Info("agent handshake failed", logging.KeyErr, err)
+		return
+	}
+	log.Info("agent connected", "version", hello.AgentVersion, "targets", hello.Targets, "handshake", time.Since(start).Round(time.Millisecond))
+
+	reason := ac.run(s.ctx)
+
+	s.release(ac)
+	log.Info("agent disconnected", logging.KeyReason, reason, logging.KeyDuration, time.Since(ac.since).Round(time.Second))
+}
+
+// readHello waits for the control stream and its Hello.
+func (s *Server) readHello(sess mux.Session) (mux.Stream, *proto.Hello, error) {
+	ctx, cancel := context.WithTimeout(s.ctx, s.opt.HandshakeTimeout)
+	defer cancel()
+	ctl, err := sess.AcceptStream(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("no control stream: %w", err)
+	}
+	ctl.SetReadDeadline(time.Now().Add(s.opt.HandshakeTimeout))
+	t, payload, err := proto.ReadFrame(ctl, s.opt.MaxHeaderSize)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read hello: %w", err)
+	}
+	if t != proto.FrameHello {
+		return nil, nil, fmt.Errorf("%w: %s, want hello", proto.ErrUnexpected, t)
+	}
+	var h proto.Hello
+	if err := proto.DecodeJSON(t, payload, &h); err != nil {
+		return nil, nil, err
+	}
+	ctl.SetReadDeadline(time.Time{})
+	return ctl, &h, nil
+}
+
+// refuse tells the agent why it is refused and closes the connection once
+// the agent has read it (or after a short wait): closing at once could
+// reset the connection before the reason arrives.
+func (s *Server) refuse(sess mux.Session, ctl mux.Stream, code proto.RefuseCode, msg string) {
+	ctl.SetWriteDeadline(time.Now().Add(s.opt.HandshakeTimeout))
+	if err := proto.WriteJSON(ctl, proto.FrameRefuse, &proto.Refuse{Code: code, Message: msg}); err != nil {
+		sess.Close()
+		return
+	}
+	s.closeWhenPeerDone(sess, ctl)
+}
+
+// refuseLinger is how long the server waits for an agent to hang up after a
+// final message before it hangs up itself.
+const refuseLinger = 2 * time.Second
+
+func (s *Server) closeWhenPeerDone(sess mux.Session, ctl mux.Stream) {
+	ctl.CloseWrite()
+	t := time.NewTimer(refuseLinger)
+	defer t.Stop()
+	select {
+	case <-sess.Done():
+	case <-t.C:
+	case <-s.ctx.Done():
+	}
+	sess.Close()
+}
+
+var (
+	errAlreadyConnected = errors.New("already connected")
+	errShuttingDown     = errors.New("server is shutting down")
+)
+
+func refuseCodeOf(err error) proto.RefuseCode {
+	if errors.Is(err, errShuttingDown) {
+		return proto.RefuseShuttingDown
+	}
+	return proto.RefuseAlreadyConnected
+}
+
+// refusalFor turns a Verify error into what the agent is told.
+func refusalFor(name string, err error) (proto.RefuseCode, string) {
+	switch {
+	case errors.Is(err, auth.ErrUnknownAgent):
+		return proto.RefuseUnknownAgent, fmt.Sprintf("agent %q is not registered on this server (was it removed?)", name)
+	case errors.Is(err, auth.ErrKeyMismatch):
+		return proto.RefuseKeyMismatch, fmt.Sprintf("agent %q: this key is not the one registered for the agent", name)
+	case errors.Is(err, auth.ErrAgentDisabled):
+		return proto.RefuseAgentDisabled, fmt.Sprintf("agent %q is disabled on this server", name)
+	}
+	return proto.RefuseInternal, "the server could not check the agent's credential; it will be retried"
+}
+
+// claim makes ac the agent's live connection. An existing connection is
+// replaced when it comes from the same agent process (which has given up on
+// it) or no longer answers a ping; a healthy one from another process keeps
+// its place and ac is refused.
+func (s *Server) claim(ac *agentConn) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return errShuttingDown
+	}
+	old := s.agents[ac.name]
+	if old == nil {
+		s.agents[ac.name] = ac
+		s.mu.Unlock()
+		return nil
+	}
+	s.mu.Unlock()
+
+	sameProcess := ac.instance != "" && ac.instance == old.instance
+	if !sameProcess && old.alive(s.opt.LivenessTimeout) {
+		return fmt.Errorf("agent %q is %w from %s since %s; a second copy of the same agent cannot connect",
+			ac.name, errAlreadyConnected, old.remote, old.since.UTC().Format(time.RFC3339))
+	}
+	s.mu.Lock()
+	if cur := s.agents[ac.name]; cur != old && cur != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("agent %q is %w from %s", ac.name, errAlreadyConnected, cur.remote)
+	}
+	s.agents[ac.name] = ac
+	s.mu.Unlock()
+	why := "no answer to a liveness ping"
+	if sameProcess {
+		why = "the agent reconnected"
+	}
+	old.end("replaced by a new connection from " + ac.remote + ": " + why)
+	ac.log.Info("replacing stale connection", "old_remote", old.remote, logging.KeyReason, why)
+	return nil
+}
+
+// release forgets ac if it is still the agent's live connection.
+func (s *Server) release(ac *agentConn) {
+	s.mu.Lock()
+	if s.agents[ac.name] == ac {
+		delete(s.agents, ac.name)
+	}
+	s.mu.Unlock()
+}
+
+// liveAgent returns the agent's live connection, or nil.
+func (s *Server) liveAgent(name string) *agentConn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.agents[name]
+}
+
+// run serves heartbeats until the connection ends and returns why it ended.
+//
+// The connection counts as dead when no byte at all has arrived on it for
+// the heartbeat timeout: the pings make sure bytes flow while it is idle, and
+// under load the data itself proves it alive, even when a ping waits behind
+// megabytes of queued data.
+func (ac *agentConn) run(ctx context.Context) string {
+	opt := &ac.srv.opt
+	readErr := make(chan error, 1)
+	go func() { readErr <- ac.readLoop() }()
+
+	tick := time.NewTicker(opt.HeartbeatInterval)
+	defer tick.Stop()
+	watch := mux.NewWatchdog(ac.sess, time.Now())
+	var reason string
+loop:
+	for {
+		select {
+		case now := <-tick.C:
+			if idle := watch.Idle(now); idle >= opt.HeartbeatTimeout {
+				reason = fmt.Sprintf("nothing received for %v (heartbeat timeout)", idle.Round(time.Millisecond))
+				break loop
+			}
+			if err := ac.write(proto.FramePing, proto.AppendSeq(nil, ac.srv.since())); err != nil {
+				reason = "heartbeat not sent: " + err.Error()
+				break loop
+			}
+		case err := <-readErr:
+			readErr = nil
+			reason = "control stream: " + err.Error()
+			break loop
+		case <-ac.sess.Done():
+			reason = "connection closed"
+			break loop
+		case <-ac.ended:
+			reason = ac.endReason
+			break loop
+		case <-ac.kicked:
+			// The agent was told why; give it a moment to read that and
+			// hang up, so the reason is not lost to a reset.
+			reason = ac.kickReason
+			linger := time.NewTimer(refuseLinger)
+			select {
+			case <-ac.sess.Done():
+			case <-linger.C:
+			case <-ctx.Done():
+			}
+			linger.Stop()
+			break loop
+		case <-ctx.Done():
+			reason = "server shutting down"
+			break loop
+		}
+	}
+	ac.end(reason)
+	if readErr != nil {
+		<-readErr
+	}
+	return reason
+}
+
+// readLoop reads the control stream until it fails.
+func (ac *agentConn) readLoop() error {
+	for {
+		t, p, err := proto.ReadFrame(ac.ctl, ac.srv.opt.MaxHeaderSize)
+		if err != nil {
+			return err
+		}
+		ac.markRecv()
+		switch t {
+		case proto.FramePong:
+			if sent, err := proto.ParseSeq(p); err == nil {
+				if rtt := ac.srv.since() - sent; rtt < uint64(time.Hour) {
+					ac.rtt.Store(int64(rtt))
+				}
+			}
+		case proto.FramePing:
+			if err := ac.write(proto.FramePong, p); err != nil {
+				return err
+			}
+		default:
+			// Frames from newer agents that this server does not know.
+			ac.log.Debug("ignoring control frame", "frame", t.String())
+		}
+	}
+}
+
+// write sends one frame on the control stream.
+func (ac *agentConn) write(t proto.FrameType, payload []byte) error {
+	ac.writeMu.Lock()
+	defer ac.writeMu.Unlock()
+	ac.ctl.SetWriteDeadline(time.Now().Add(ac.srv.opt.HeartbeatTimeout))
+	return proto.WriteFrame(ac.ctl, t, payload)
+}
+
+func (ac *agentConn) markRecv() {
+	ac.recvMu.Lock()
+	close(ac.recvCh)
+	ac.recvCh = make(chan struct{})
+	ac.recvMu.Unlock()
+}
+
+func (ac *agentConn) recvChan() <-chan struct{} {
+	ac.recvMu.Lock()
+	defer ac.recvMu.Unlock()
+	return ac.recvCh
+}
+
+// alive pings the agent and reports whether anything arrives within
+// timeout. A connection that does not answer is ended.
+func (ac *agentConn) alive(timeout time.Duration) bool {
+	recv := ac.recvChan()
+	wrote := make(chan error, 1)
+	go func() { wrote <- ac.write(proto.FramePing, proto.AppendSeq(nil, ac.srv.since())) }()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	ok := false
+	select {
+	case <-recv:
+		ok = true
+	case <-t.C:
+	case <-ac.sess.Done():
+	case <-ac.ended:
+	}
+	if !ok {
+		// Ending the session also unblocks a write stuck on a dead link.
+		ac.end("no answer to a liveness ping")
+	}
+	<-wrote
+	return ok
+}
+
+// kick tells the agent why it is being disconnected; the connection ends
+// once the agent hangs up, or after refuseLinger.
+func (ac *agentConn) kick(code proto.RefuseCode, msg string) {
+	ac.kickOnce.Do(func() {
+		ac.writeMu.Lock()
+		ac.ctl.SetWriteDeadline(time.Now().Add(time.Second))
+		err := proto.WriteJSON(ac.ctl, proto.FrameRefuse, &proto.Refuse{Code: code, Message: msg})
+		ac.writeMu.Unlock()
+		if err != nil {
+			ac.end(msg)
+			return
+		}
+		ac.kickReason = msg
+		close(ac.kicked)
+	})
+}
+
+// end closes the connection, recording why. Only the first reason counts.
+func (ac *agentConn) end(reason string) {
+	ac.endOnce.Do(func() {
+		ac.endReason = reason
+		close(ac.ended)
+		ac.sess.Close()
+	})
+}
+
+func (ac *agentConn) targetNames() []string {
+	names := make([]string, 0, len(ac.targets))
+	for t := range ac.targets {
+		names = append(names, t)
+	}
+	sort.Strings(names)
+	return names
+}

@@ -1,0 +1,265 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/tunnelrelay/tunnel/internal/admin"
+	"github.com/tunnelrelay/tunnel/internal/logging"
+	"github.com/tunnelrelay/tunnel/internal/proto"
+	"github.com/tunnelrelay/tunnel/internal/store"
+	"github.com/tunnelrelay/tunnel/pkg/auth"
+	"github.com/tunnelrelay/tunnel/pkg/dbproxy"
+)
+
+// The Server is what the admin endpoint manages.
+var _ admin.API = (*Server)(nil)
+
+var (
+	invalid  = admin.Invalid
+	conflict = admin.Conflict
+)
+
+// AddAgent registers an agent by its key's fingerprint.
+func (s *Server) AddAgent(ctx context.Context, req admin.AddAgentRequest) (*admin.Agent, error) {
+	if !auth.ValidName(req.Name) {
+		return nil, invalid(fmt.Errorf("agent name %q: use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit", req.Name))
+	}
+	if !auth.ValidFingerprint(req.Fingerprint) {
+		return nil, invalid(fmt.Errorf("agent %q: %q is not a key fingerprint", req.Name, req.Fingerprint))
+	}
+	if err := s.store.AddAgent(ctx, store.Agent{Name: req.Name, Fingerprint: req.Fingerprint}); err != nil {
+		return nil, err
+	}
+	a, err := s.store.Agent(ctx, req.Name)
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("agent added", logging.KeyAgent, req.Name, "fingerprint", req.Fingerprint)
+	out := s.agentInfo(a)
+	return &out, nil
+}
+
+// RemoveAgent unregisters an agent and drops its live connection.
+func (s *Server) RemoveAgent(ctx context.Context, name string) error {
+	if err := s.store.RemoveAgent(ctx, name); err != nil {
+		return err
+	}
+	s.log.Info("agent removed", logging.KeyAgent, name)
+	if ac := s.liveAgent(name); ac != nil {
+		ac.kick(proto.RefuseUnknownAgent, fmt.Sprintf("agent %q was removed from this server", name))
+	}
+	return nil
+}
+
+// SetAgentDisabled disables or enables an agent; disabling drops its live
+// connection.
+func (s *Server) SetAgentDisabled(ctx context.Context, name string, disabled bool) error {
+	if err := s.store.SetAgentDisabled(ctx, name, disabled); err != nil {
+		return err
+	}
+	if !disabled {
+		s.log.Info("agent enabled", logging.KeyAgent, name)
+		return nil
+	}
+	s.log.Info("agent disabled", logging.KeyAgent, name)
+	if ac := s.liveAgent(name); ac != nil {
+		ac.kick(proto.RefuseAgentDisabled, fmt.Sprintf("agent %q was disabled on this server", name))
+	}
+	return nil
+}
+
+// Agents lists the registered agents with their connections.
+func (s *Server) Agents(ctx context.Context) ([]admin.Agent, error) {
+	agents, err := s.store.Agents(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]admin.Agent, 0, len(agents))
+	for _, a := range agents {
+		out = append(out, s.agentInfo(a))
+	}
+	return out, nil
+}
+
+func (s *Server) agentInfo(a store.Agent) admin.Agent {
+	info := admin.Agent{Name: a.Name, Fingerprint: a.Fingerprint, Disabled: a.Disabled, Created: a.CreatedAt}
+	if ac := s.liveAgent(a.Name); ac != nil {
+		since := ac.since.UTC()
+		info.Online = true
+		info.Since = &since
+		info.Remote = ac.remote
+		info.Transport = ac.transport
+		info.Version = ac.version
+		info.Targets = ac.targetNames()
+		info.Sessions = int(ac.sessions.Load())
+		info.RTTMillis = float64(ac.rtt.Load()) / float64(time.Millisecond)
+	}
+	return info
+}
+
+// AddRoute adds a route; its listener is open when AddRoute returns.
+func (s *Server) AddRoute(ctx context.Context, req admin.AddRouteRequest) (*admin.Route, error) {
+	if err := validateRoute(req); err != nil {
+		return nil, invalid(err)
+	}
+	if _, err := s.store.Agent(ctx, req.Agent); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, invalid(fmt.Errorf("route %q: unknown agent %q (see `tunnel-server agent list`)", req.Name, req.Agent))
+		}
+		return nil, err
+	}
+	if _, err := s.store.Route(ctx, req.Name); err == nil {
+		return nil, fmt.Errorf("route %q: %w", req.Name, store.ErrExists)
+	}
+	r, err := s.addRoute(ctx, store.Route{
+		Name:        req.Name,
+		Agent:       req.Agent,
+		Target:      req.Target,
+		Listen:      req.Listen,
+		Protocol:    req.Protocol,
+		Allow:       req.Allow,
+		MaxSessions: req.MaxSessions,
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := s.routeInfo(r)
+	return &out, nil
+}
+
+func validateRoute(req admin.AddRouteRequest) error {
+	if !auth.ValidName(req.Name) {
+		return fmt.Errorf("route name %q: use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit", req.Name)
+	}
+	if !auth.ValidName(req.Target) {
+		return fmt.Errorf("route %q: target %q is not a valid target name", req.Name, req.Target)
+	}
+	host, port, err := net.SplitHostPort(req.Listen)
+	if err != nil {
+		return fmt.Errorf("route %q: listen address %q: %v", req.Name, req.Listen, err)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("route %q: listen address %q: bad port", req.Name, req.Listen)
+	}
+	if host != "" {
+		if _, err := netip.ParseAddr(host); err != nil {
+			return fmt.Errorf("route %q: listen address %q: the host must be an IP address", req.Name, req.Listen)
+		}
+	}
+	switch req.Protocol {
+	case "", dbproxy.ProtocolTCP:
+	default:
+		return fmt.Errorf("route %q: protocol %q is not supported (use tcp)", req.Name, req.Protocol)
+	}
+	if req.MaxSessions < 0 {
+		return fmt.Errorf("route %q: max sessions must not be negative", req.Name)
+	}
+	if _, err := dbproxy.ParseAllow(req.Allow); err != nil {
+		return fmt.Errorf("route %q: %w", req.Name, err)
+	}
+	return nil
+}
+
+// RemoveRoute removes a route and closes its listener. Sessions already
+// running through it go on until they end.
+func (s *Server) RemoveRoute(ctx context.Context, name string) error {
+	if err := s.store.RemoveRoute(ctx, name); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	r := s.routes[name]
+	delete(s.routes, name)
+	if r != nil {
+		s.retired = append(s.retired, r)
+	}
+	s.mu.Unlock()
+	if r != nil {
+		r.stopListening()
+	}
+	s.log.Info("route removed", logging.KeyRoute, name)
+	return nil
+}
+
+// Routes lists the routes with their listeners' state.
+func (s *Server) Routes(ctx context.Context) ([]admin.Route, error) {
+	stored, err := s.store.Routes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]admin.Route, 0, len(stored))
+	for _, sr := range stored {
+		s.mu.Lock()
+		r := s.routes[sr.Name]
+		s.mu.Unlock()
+		if r == nil {
+			// Added by another process sharing the store; not served here.
+			out = append(out, admin.Route{Name: sr.Name, Agent: sr.Agent, Target: sr.Target, Listen: sr.Listen,
+				Protocol: sr.Protocol, Allow: sr.Allow, MaxSessions: sr.MaxSessions, Created: sr.CreatedAt,
+				Error: "not served by this server process"})
+			continue
+		}
+		out = append(out, s.routeInfo(r))
+	}
+	return out, nil
+}
+
+func (s *Server) routeInfo(r *route) admin.Route {
+	listening, why := r.state()
+	return admin.Route{
+		Name:        r.cfg.Name,
+		Agent:       r.cfg.Agent,
+		Target:      r.cfg.Target,
+		Listen:      r.cfg.Listen,
+		Protocol:    r.cfg.Protocol,
+		Allow:       r.cfg.Allow,
+		MaxSessions: r.cfg.MaxSessions,
+		Created:     r.cfg.CreatedAt,
+		Listening:   listening,
+		Error:       why,
+		Sessions:    int(r.sessions.Load()),
+		BytesUp:     r.bytesUp.Load(),
+		BytesDown:   r.bytesDown.Load(),
+	}
+}
+
+// Status returns agents, routes and live sessions.
+func (s *Server) Status(ctx context.Context) (*admin.Status, error) {
+	agents, err := s.Agents(ctx)
+	if err != nil {
+		return nil, err
+	}
+	routes, err := s.Routes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st := &admin.Status{
+		Version: s.opt.Version,
+		Started: s.started.UTC(),
+		Listen:  s.ln.Addr().String(),
+		Agents:  agents,
+		Routes:  routes,
+	}
+	s.mu.Lock()
+	for _, ss := range s.sessions {
+		st.Sessions = append(st.Sessions, admin.Session{
+			ID:        ss.idString(),
+			Route:     ss.route.cfg.Name,
+			Agent:     ss.agent.name,
+			Target:    ss.route.cfg.Target,
+			Client:    ss.client,
+			Started:   ss.started.UTC(),
+			BytesUp:   ss.counters.AToB.Load(),
+			BytesDown: ss.counters.BToA.Load(),
+		})
+	}
+	s.mu.Unlock()
+	sort.Slice(st.Sessions, func(i, j int) bool { return st.Sessions[i].Started.Before(st.Sessions[j].Started) })
+	return st, nil
+}

@@ -1,0 +1,231 @@
+// Package server is the tunnel-server engine: it accepts agents on a
+// mux.Listener, keeps one live connection per agent, serves the routes'
+// client listeners and opens a data stream through the right agent for every
+// client session. The admin API (package admin) drives it.
+//
+// It is not the command line (cmd/tunnel-server) and not the storage
+// (package store): it gets a store and a listener and runs until Close.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tunnelrelay/tunnel/internal/logging"
+	"github.com/tunnelrelay/tunnel/internal/store"
+	"github.com/tunnelrelay/tunnel/pkg/auth"
+	"github.com/tunnelrelay/tunnel/pkg/mux"
+)
+
+// Options configure a Server. Zero fields mean defaults.
+type Options struct {
+	// Store holds agents and routes. Required.
+	Store store.Store
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+	// Version is the server's release, told to agents and shown in status.
+	Version string
+
+	// HandshakeTimeout bounds an agent's hello after the TLS handshake.
+	// Default 10s.
+	HandshakeTimeout time.Duration
+	// OpenTimeout bounds how long a client waits for the agent to reach the
+	// target. Default 15s.
+	OpenTimeout time.Duration
+	// MaxSessionsPerAgent caps the open sessions through one agent.
+	// Default 10000.
+	MaxSessionsPerAgent int
+	// MaxHeaderSize bounds every frame of the tunnel protocol the server
+	// reads. Default 4096.
+	MaxHeaderSize int
+	// HeartbeatInterval is how often the server pings each agent. Default 5s.
+	HeartbeatInterval time.Duration
+	// HeartbeatTimeout is how long a silent agent connection lives. Default 15s.
+	HeartbeatTimeout time.Duration
+	// HalfCloseTimeout bounds a half-closed session. Default 30s.
+	HalfCloseTimeout time.Duration
+	// RouteRetryInterval is how often a route whose address could not be
+	// bound is tried again. Default 5s.
+	RouteRetryInterval time.Duration
+	// LivenessTimeout is how long a second connection for an agent waits for
+	// the first one to answer a ping before it replaces it. Default 2s, and
+	// never more than HeartbeatTimeout.
+	LivenessTimeout time.Duration
+}
+
+func (o *Options) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.HandshakeTimeout, 10*time.Second)
+	def(&o.OpenTimeout, 15*time.Second)
+	def(&o.HeartbeatInterval, 5*time.Second)
+	def(&o.HeartbeatTimeout, 15*time.Second)
+	def(&o.HalfCloseTimeout, 30*time.Second)
+	def(&o.RouteRetryInterval, 5*time.Second)
+	def(&o.LivenessTimeout, 2*time.Second)
+	o.LivenessTimeout = min(o.LivenessTimeout, o.HeartbeatTimeout)
+	if o.MaxSessionsPerAgent <= 0 {
+		o.MaxSessionsPerAgent = 10000
+	}
+	if o.MaxHeaderSize <= 0 {
+		o.MaxHeaderSize = 4096
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Server is the engine. Create it with New, start it with Open, stop it with
+// Close.
+type Server struct {
+	// Static after New.
+	opt      Options
+	store    store.Store
+	log      *slog.Logger
+	verifier auth.Verifier
+	started  time.Time
+	epoch    time.Time // origin of heartbeat timestamps
+
+	// Set by Open.
+	ctx    context.Context // canceled by Close: ends every goroutine below
+	cancel context.CancelFunc
+	ln     mux.Listener
+	wg     sync.WaitGroup // accept loop, agent connections, route retries
+
+	nextSession atomic.Uint64
+
+	mu       sync.Mutex
+	agents   map[string]*agentConn // live connections, by agent name
+	routes   map[string]*route     // by route name
+	retired  []*route              // removed routes whose sessions may still run
+	sessions map[uint64]*session   // live sessions
+	closing  bool
+}
+
+// New returns a Server; Open starts it.
+func New(opt Options) (*Server, error) {
+	if opt.Store == nil {
+		return nil, errors.New("server: Options.Store is nil")
+	}
+	opt.setDefaults()
+	if opt.HeartbeatTimeout <= opt.HeartbeatInterval {
+		return nil, fmt.Errorf("server: heartbeat timeout (%v) must be greater than the interval (%v)", opt.HeartbeatTimeout, opt.HeartbeatInterval)
+	}
+	s := &Server{
+		opt:      opt,
+		store:    opt.Store,
+		log:      logging.Module(opt.Logger, "server"),
+		agents:   map[string]*agentConn{},
+		routes:   map[string]*route{},
+		sessions: map[uint64]*session{},
+	}
+	s.verifier = auth.Verifier{Lookup: s.lookupAgent}
+	return s, nil
+}
+
+func (s *Server) lookupAgent(ctx context.Context, name string) (string, bool, error) {
+	a, err := s.store.Agent(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", false, auth.ErrUnknownAgent
+	}
+	if err != nil {
+		return "", false, err
+	}
+	return a.Fingerprint, a.Disabled, nil
+}
+
+// Open starts serving agents from ln and opens the listeners of every stored
+// route. ctx bounds the life of everything the server starts. A route whose
+// address cannot be bound is logged and retried in the background.
+func (s *Server) Open(ctx context.Context, ln mux.Listener) error {
+	s.ctx, s.cancel = context.WithCancel(ctx)
+	s.started = time.Now()
+	s.epoch = s.started
+	s.ln = ln
+	routes, err := s.store.Routes(ctx)
+	if err != nil {
+		s.cancel()
+		return fmt.Errorf("load routes: %w", err)
+	}
+	s.nextSession.Store(uint64(time.Now().UnixNano()) << 8)
+	for _, r := range routes {
+		s.startRoute(r)
+	}
+	s.wg.Add(1)
+	go s.acceptAgents()
+	s.log.Info("serving agents", "listen", ln.Addr().String(), "routes", len(routes))
+	return nil
+}
+
+func (s *Server) acceptAgents() {
+	defer s.wg.Done()
+	for {
+		sess, err := s.ln.Accept(s.ctx)
+		if err != nil {
+			if s.ctx.Err() == nil && !errors.Is(err, mux.ErrListenerClosed) {
+				s.log.Error("agent listener stopped", logging.KeyErr, err)
+			}
+			return
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serveAgent(sess)
+		}()
+	}
+}
+
+// Close stops accepting agents and clients, lets live sessions finish until
+// ctx is done, then ends every connection and waits for all goroutines.
+func (s *Server) Close(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	routes := make([]*route, 0, len(s.routes)+len(s.retired))
+	for _, r := range s.routes {
+		routes = append(routes, r)
+	}
+	routes = append(routes, s.retired...)
+	s.mu.Unlock()
+
+	err := s.ln.Close()
+	for _, r := range routes {
+		r.stopListening()
+	}
+	if n := s.liveSessions(); n > 0 {
+		s.log.Info("draining sessions", "sessions", n)
+		tick := time.NewTicker(50 * time.Millisecond)
+	drain:
+		for s.liveSessions() > 0 {
+			select {
+			case <-ctx.Done():
+				s.log.Warn("drain timeout: closing sessions", "sessions", s.liveSessions())
+				break drain
+			case <-tick.C:
+			}
+		}
+		tick.Stop()
+	}
+	s.cancel()
+	s.wg.Wait()
+	for _, r := range routes {
+		r.wait()
+	}
+	return err
+}
+
+func (s *Server) liveSessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
+
+// since returns the heartbeat timestamp for now.
+func (s *Server) since() uint64 { return uint64(time.Since(s.epoch)) }
