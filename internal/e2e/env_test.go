@@ -1,0 +1,292 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tunnelrelay/tunnel/internal/agent"
+	"github.com/tunnelrelay/tunnel/internal/harness"
+	"github.com/tunnelrelay/tunnel/internal/logging"
+	"github.com/tunnelrelay/tunnel/internal/server"
+)
+
+// logBuffer collects log lines for assertions and prints them when a test
+// fails.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// waitFor waits until the log has a line containing every one of parts.
+func (l *logBuffer) waitFor(t *testing.T, within time.Duration, parts ...string) string {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		for line := range strings.SplitSeq(l.String(), "\n") {
+			if containsAll(line, parts) {
+				return line
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line with %q within %v", parts, within)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func containsAll(s string, parts []string) bool {
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			return false
+		}
+	}
+	return true
+}
+
+type env struct {
+	t   *testing.T
+	ctx context.Context
+	srv *harness.Server
+	log *logBuffer
+	lg  *slog.Logger
+}
+
+// Fast timings for tests: a dead tunnel is noticed within a second.
+func testServerOptions() server.Options {
+	return server.Options{
+		HandshakeTimeout:  2 * time.Second,
+		OpenTimeout:       3 * time.Second,
+		HeartbeatInterval: 200 * time.Millisecond,
+		HeartbeatTimeout:  time.Second,
+		HalfCloseTimeout:  5 * time.Second,
+		LivenessTimeout:   500 * time.Millisecond,
+	}
+}
+
+func testAgentOptions() agent.Options {
+	return agent.Options{
+		DialTimeout:      time.Second,
+		HandshakeTimeout: 2 * time.Second,
+		HalfCloseTimeout: 5 * time.Second,
+		BackoffBase:      50 * time.Millisecond,
+		BackoffMax:       300 * time.Millisecond,
+	}
+}
+
+func newEnv(t *testing.T, opt server.Options) *env {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	lb := &logBuffer{}
+	lg, err := logging.New(lb, "debug", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.Logger = lg
+	srv, err := harness.StartServer(ctx, harness.Config{Dir: t.TempDir(), Options: opt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, ctx: ctx, srv: srv, log: lb, lg: lg}
+	t.Cleanup(func() {
+		srv.Close(time.Second)
+		if t.Failed() || testing.Verbose() && os.Getenv("E2E_LOGS") != "" {
+			t.Logf("logs:\n%s", lb.String())
+		}
+	})
+	return e
+}
+
+// agent starts a registered agent with the given targets (name=address).
+func (e *env) agent(name string, targets ...string) *harness.Agent {
+	e.t.Helper()
+	return e.agentWith(harness.AgentConfig{Name: name}, targets...)
+}
+
+func (e *env) agentWith(cfg harness.AgentConfig, targets ...string) *harness.Agent {
+	e.t.Helper()
+	for _, t := range targets {
+		name, addr, _ := strings.Cut(t, "=")
+		cfg.Targets = append(cfg.Targets, agent.Target{Name: name, Address: addr})
+	}
+	if cfg.Options.DialTimeout == 0 {
+		opt := testAgentOptions()
+		opt.Dial = cfg.Options.Dial
+		cfg.Options = opt
+	}
+	cfg.Options.Logger = e.lg
+	a, err := e.srv.StartAgent(e.ctx, cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return a
+}
+
+func (e *env) online(name string) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
+	defer cancel()
+	if err := e.srv.WaitOnline(ctx, name); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *env) route(name, agentName, target string, allow ...string) string {
+	e.t.Helper()
+	addr, err := e.srv.AddTCPRoute(e.ctx, name, agentName, target, allow...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return addr
+}
+
+// isOnline reports whether the server lists the agent as connected.
+func (e *env) isOnline(name string) bool {
+	agents, err := e.srv.Agents(e.ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, a := range agents {
+		if a.Name == name {
+			return a.Online
+		}
+	}
+	return false
+}
+
+// echoServer serves TCP echo on loopback: everything read is written back,
+// and the end of input is passed on with a half-close.
+func echoServer(t testing.TB) string {
+	t.Helper()
+	return serveTCP(t, func(c net.Conn) {
+		io.Copy(c, c)
+		c.(*net.TCPConn).CloseWrite()
+	})
+}
+
+// serveTCP runs handler for every connection to a new loopback listener.
+func serveTCP(t testing.TB, handler func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				handler(c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// expectClosed asserts that the server closes conn (EOF or reset) within
+// d without sending anything.
+func expectClosed(t *testing.T, conn net.Conn, d time.Duration) {
+	t.Helper()
+	start := time.Now()
+	conn.SetReadDeadline(time.Now().Add(d + time.Second))
+	n, err := conn.Read(make([]byte, 1))
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("connection still open after %v", time.Since(start))
+	}
+	if n > 0 {
+		t.Fatalf("got data, want the connection closed")
+	}
+	if el := time.Since(start); el > d {
+		t.Fatalf("closed after %v, want within %v", el, d)
+	}
+}
+
+// checksumExchange writes size random-ish bytes through conn and reads the
+// echo back, comparing SHA-256 sums.
+func checksumExchange(conn net.Conn, size int64, seed byte) error {
+	src := &patternReader{n: size, seed: seed}
+	wsum := sha256.New()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(io.MultiWriter(conn, wsum), src)
+		if err == nil {
+			err = conn.(interface{ CloseWrite() error }).CloseWrite()
+		}
+		errc <- err
+	}()
+	rsum := sha256.New()
+	n, err := io.Copy(rsum, conn)
+	if werr := <-errc; werr != nil {
+		return fmt.Errorf("write: %w", werr)
+	}
+	if err != nil {
+		return fmt.Errorf("read after %d bytes: %w", n, err)
+	}
+	if n != size {
+		return fmt.Errorf("read %d bytes, want %d", n, size)
+	}
+	if !bytes.Equal(wsum.Sum(nil), rsum.Sum(nil)) {
+		return errors.New("checksums differ")
+	}
+	return nil
+}
+
+// patternReader yields n bytes of a cheap pseudo-random pattern.
+type patternReader struct {
+	n    int64
+	seed byte
+	x    uint32
+}
+
+func (r *patternReader) Read(p []byte) (int, error) {
+	if r.n <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > r.n {
+		p = p[:r.n]
+	}
+	if r.x == 0 {
+		r.x = uint32(r.seed)*2654435761 + 1
+	}
+	for i := range p {
+		r.x ^= r.x << 13
+		r.x ^= r.x >> 17
+		r.x ^= r.x << 5
+		p[i] = byte(r.x)
+	}
+	r.n -= int64(len(p))
+	return len(p), nil
+}
