@@ -1,0 +1,55 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tunnelrelay/tunnel/internal/cli"
+	"github.com/tunnelrelay/tunnel/internal/logging"
+)
+
+func (a *app) checkCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "check",
+		Short: "Validate the config, dial each target, connect to the server once",
+		Long: `check loads and validates the config, dials every declared target, and
+connects to the server once to check the agent's credential (without
+disturbing a running copy of the agent). It prints one line per check and
+exits non-zero when any failed.`,
+		Example: `  tunnel-agent check
+  tunnel-agent check --config ./tunnel-agent.toml`,
+		Args: cli.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, eng, err := a.load(logging.Discard())
+			if err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintf(w, "config\tok\t%s (agent %q, %d targets)\n", cfg.Path, cfg.Agent.Name, len(cfg.Targets))
+			failed := 0
+			for _, r := range eng.Check(cmd.Context()) {
+				state := "ok"
+				if !r.OK {
+					state = "FAILED"
+					failed++
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\n", r.What, state, r.Detail)
+			}
+			w.Flush()
+			if failed > 0 {
+				return errors.New(plural(failed, "check") + " failed")
+			}
+			return nil
+		},
+	}
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tunnelrelay/tunnel/internal/agent"
+	"github.com/tunnelrelay/tunnel/internal/cli"
+	"github.com/tunnelrelay/tunnel/internal/config"
+	"github.com/tunnelrelay/tunnel/internal/version"
+	"github.com/tunnelrelay/tunnel/pkg/auth"
+)
+
+type app struct {
+	cli.Globals
+}
+
+func newRootCmd() *cobra.Command {
+	a := &app{}
+	root := &cobra.Command{
+		Use:   "tunnel-agent",
+		Short: "Give tunnel-server access to the databases this host can reach, dialing out only",
+		Long: `tunnel-agent runs on a host inside a private network. It connects out to
+tunnel-server (no inbound port is opened) and keeps that one connection up,
+reconnecting forever. For each database session the server asks for, it
+dials a target its own config declares, by name, and nothing else.
+
+Its config, tunnel-agent.toml, is written by 'tunnel-server agent add'; add
+[[targets]] to it. Exit codes: 0 stopped by a signal, 1 error, 2 bad config
+or usage, 3 refused by the server for good (unknown, removed or disabled
+agent; wrong key).`,
+		Example: `  tunnel-agent check
+  tunnel-agent run --config /etc/tunnel-agent.toml
+  tunnel-agent run --log debug --json`,
+		Version: version.Get().String(),
+	}
+	root.SetFlagErrorFunc(cli.FlagErrors)
+	root.SetVersionTemplate("tunnel-agent {{.Version}}\n")
+	a.Register(root, config.AgentFile)
+	root.AddCommand(a.runCmd(), a.checkCmd(), versionCmd())
+	return root
+}
+
+func versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version, commit and Go version",
+		Args:  cli.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintf(cmd.OutOrStdout(), "tunnel-agent %s\n", version.Get())
+			return nil
+		},
+	}
+}
+
+// load finds and loads the config and builds the engine from it.
+func (a *app) load(log *slog.Logger) (*config.Agent, *agent.Agent, error) {
+	path, err := config.FindAgent(a.Config)
+	if err != nil {
+		return nil, nil, cli.Usage(err)
+	}
+	cfg, err := config.LoadAgent(path)
+	if err != nil {
+		return nil, nil, cli.Usage(err)
+	}
+	key, err := auth.ParseAgentKey([]byte(cfg.Agent.Key.Reveal()))
+	if err != nil {
+		return nil, nil, cli.Usage(fmt.Errorf("%s: agent.key: %w", path, err))
+	}
+	tlsConf, err := auth.ClientConfig(cfg.Agent.Name, key, []byte(cfg.Server.CA), cfg.Server.ServerName)
+	if err != nil {
+		return nil, nil, cli.Usage(fmt.Errorf("%s: %w", path, err))
+	}
+	targets := make([]agent.Target, len(cfg.Targets))
+	for i, t := range cfg.Targets {
+		targets[i] = agent.Target{Name: t.Name, Address: t.Address}
+	}
+	eng, err := agent.New(agent.Options{
+		Name:             cfg.Agent.Name,
+		ServerAddress:    cfg.Server.Address,
+		TLSConfig:        tlsConf,
+		Targets:          targets,
+		Version:          version.Get().Version,
+		MaxSessions:      cfg.Agent.MaxSessions,
+		DialTimeout:      cfg.Agent.DialTimeout.Duration,
+		HandshakeTimeout: cfg.Agent.HandshakeTimeout.Duration,
+		Logger:           log,
+	})
+	if err != nil {
+		return nil, nil, cli.Usage(err)
+	}
+	return cfg, eng, nil
+}

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tunnelrelay/tunnel/internal/admin"
+	"github.com/tunnelrelay/tunnel/internal/cli"
+	"github.com/tunnelrelay/tunnel/internal/config"
+	"github.com/tunnelrelay/tunnel/internal/logging"
+	"github.com/tunnelrelay/tunnel/internal/server"
+	"github.com/tunnelrelay/tunnel/internal/store"
+	"github.com/tunnelrelay/tunnel/internal/version"
+	"github.com/tunnelrelay/tunnel/pkg/auth"
+	"github.com/tunnelrelay/tunnel/pkg/mux"
+)
+
+func (a *app) runCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "run",
+		Short: "Serve agents, routes and the admin endpoint until SIGINT or SIGTERM",
+		Long: `run serves agents on server.listen, every route's client endpoint, and the
+admin endpoint on admin.listen. Routes and agents come from the database
+and survive restarts.
+
+On SIGINT or SIGTERM it stops accepting agents and clients, lets sessions in
+flight finish for up to limits.drain_timeout, then closes the rest and exits.`,
+		Example: `  tunnel-server run --config /etc/tunnel-server/tunnel-server.toml
+  tunnel-server run --log info,mux=debug --json`,
+		Args: cli.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := a.Logger(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			cfg, err := a.loadConfig()
+			if err != nil {
+				return err
+			}
+			return serve(cmd.Context(), cfg, log)
+		},
+	}
+}
+
+// serve runs the server described by cfg until ctx is done.
+func serve(ctx context.Context, cfg *config.Server, log *slog.Logger) error {
+	certPEM, err := os.ReadFile(cfg.Server.Cert)
+	if err != nil {
+		return cli.Usage(fmt.Errorf("server.cert: %w", err))
+	}
+	keyPEM, err := os.ReadFile(cfg.Server.Key)
+	if err != nil {
+		return cli.Usage(fmt.Errorf("server.key: %w", err))
+	}
+	tlsConf, err := auth.ServerConfig(certPEM, keyPEM)
+	if err != nil {
+		return cli.Usage(err)
+	}
+	token, err := readToken(cfg.Admin.TokenFile)
+	if err != nil {
+		return cli.Usage(err)
+	}
+	st, err := store.Open(ctx, store.Config{Path: cfg.Server.Database})
+	if err != nil {
+		return fmt.Errorf("server.database: %w", err)
+	}
+	defer st.Close()
+
+	l := &cfg.Limits
+	ln, err := mux.ListenTLS(cfg.Server.Listen, tlsConf, &mux.Config{
+		HandshakeTimeout: l.HandshakeTimeout.Duration,
+		HalfCloseTimeout: l.HalfCloseTimeout.Duration + 5*time.Second,
+		Logger:           logging.Module(log, "mux"),
+	})
+	if err != nil {
+		return fmt.Errorf("server.listen: %w", err)
+	}
+	srv, err := server.New(server.Options{
+		Store:               st,
+		Logger:              log,
+		Version:             version.Get().Version,
+		HandshakeTimeout:    l.HandshakeTimeout.Duration,
+		OpenTimeout:         l.OpenTimeout.Duration,
+		MaxSessionsPerAgent: l.MaxSessionsPerAgent,
+		MaxHeaderSize:       l.MaxHeaderSize,
+		HeartbeatInterval:   l.HeartbeatInterval.Duration,
+		HeartbeatTimeout:    l.HeartbeatTimeout.Duration,
+		HalfCloseTimeout:    l.HalfCloseTimeout.Duration,
+	})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if err := srv.Open(ctx, ln); err != nil {
+		ln.Close()
+		return err
+	}
+
+	adminLn, err := listenAdmin(cfg.Admin)
+	if err != nil {
+		srv.Close(ctx)
+		return fmt.Errorf("admin.listen: %w", err)
+	}
+	httpSrv := &http.Server{
+		Handler:           admin.Handler(srv, token, logging.Module(log, "admin")),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logging.Module(log, "admin").Handler(), slog.LevelDebug),
+	}
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- httpSrv.Serve(adminLn) }()
+	log.Info("tunnel-server running", "version", version.Get().Version, "config", cfg.Path,
+		"agents", ln.Addr().String(), "admin", cfg.Admin.Listen)
+
+	select {
+	case <-ctx.Done():
+	case err := <-httpDone:
+		log.Error("admin endpoint stopped", logging.KeyErr, err)
+	}
+	log.Info("shutting down", "drain_timeout", l.DrainTimeout.Duration)
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	httpSrv.Shutdown(shutdownCtx)
+	cancel()
+	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.DrainTimeout.Duration)
+	defer cancel()
+	err = srv.Close(drainCtx)
+	log.Info("stopped")
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return err
+}
+
+// listenAdmin opens the admin endpoint: loopback TCP, or a unix socket only
+// its owner may use.
+func listenAdmin(a config.AdminSection) (net.Listener, error) {
+	network, addr := a.Network()
+	if network != "unix" {
+		return net.Listen(network, addr)
+	}
+	// A socket file left by a server that died is in the way; one that
+	// answers belongs to a running server.
+	if c, err := net.Dial("unix", addr); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("%s: another tunnel-server is listening there", addr)
+	}
+	os.Remove(addr)
+	ln, err := net.Listen("unix", addr)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(addr, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
