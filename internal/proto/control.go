@@ -65,11 +65,12 @@ const (
 	RefuseInternal           RefuseCode = "internal_error"
 )
 
-// Permanent reports whether an agent should stop retrying: its credential
-// or its version will not be accepted however often it tries.
+// Permanent reports whether an agent should stop retrying: its credential,
+// its version or its hello (which comes from its config) will not be
+// accepted however often it tries.
 func (c RefuseCode) Permanent() bool {
 	switch c {
-	case RefuseUnknownAgent, RefuseAgentDisabled, RefuseKeyMismatch, RefuseUnsupportedVersion:
+	case RefuseUnknownAgent, RefuseAgentDisabled, RefuseKeyMismatch, RefuseUnsupportedVersion, RefuseBadHello:
 		return true
 	}
 	return false

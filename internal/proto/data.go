@@ -169,7 +169,8 @@ func ReadReply(r io.Reader, max int) (Reply, error) {
 	if len(p) < 1 {
 		return Reply{}, fmt.Errorf("%w: empty reply", ErrMalformed)
 	}
-	return Reply{Code: ReplyCode(p[0]), Message: string(p[1:])}, nil
+	// The reason may be shown to a database client: keep it valid text.
+	return Reply{Code: ReplyCode(p[0]), Message: strings.ToValidUTF8(string(p[1:]), "\uFFFD")}, nil
 }
 
 // Error describes a failed Reply as an error.
