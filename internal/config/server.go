@@ -21,8 +21,8 @@ const (
 	DefaultOpenTimeout         = 15 * time.Second
 	DefaultMaxSessionsPerAgent = 10000
 	DefaultMaxHeaderSize       = 4096
-	MinHeaderSizeLimit         = 256   // smallest allowed limits.max_header_size
-	MaxHeaderSizeLimit         = 65536 // largest allowed limits.max_header_size
+	MinHeaderSizeLimit         = 2048  // smallest allowed limits.max_header_size: a Reply with its reason fits
+	MaxHeaderSizeLimit         = 65535 // largest allowed limits.max_header_size: the framing's own limit
 	DefaultHeartbeatInterval   = 5 * time.Second
 	DefaultHeartbeatTimeout    = 15 * time.Second
 	DefaultHalfCloseTimeout    = 30 * time.Second

@@ -103,11 +103,11 @@ func TestParseServerErrors(t *testing.T) {
 		{
 			name: "header size too small",
 			doc:  withLimits("max_header_size = 100"),
-			want: []string{`tunnel-server.toml:{max_header_size}: limits.max_header_size (100): must be from 256 to 65536 bytes (0 means the default, 4096)`},
+			want: []string{`tunnel-server.toml:{max_header_size}: limits.max_header_size (100): must be from 2048 to 65535 bytes (0 means the default, 4096)`},
 		},
 		{name: "header size too large", doc: withLimits("max_header_size = 65537"), want: []string{`limits.max_header_size (65537)`}},
-		{name: "header size at the bounds", doc: withLimits("max_header_size = 256")},
-		{name: "header size at the upper bound", doc: withLimits("max_header_size = 65536")},
+		{name: "header size at the bounds", doc: withLimits("max_header_size = 2048")},
+		{name: "header size at the upper bound", doc: withLimits("max_header_size = 65535")},
 		{
 			name: "negative sessions",
 			doc:  withLimits("max_sessions_per_agent = -5"),

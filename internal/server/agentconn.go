@@ -61,14 +61,20 @@ func (s *Server) serveAgent(sess mux.Session) {
 	log = log.With(logging.KeyAgent, id.Name)
 
 	ctl, hello, err := s.readHello(sess)
-	if err != nil {
-		log.Info("agent handshake failed", logging.KeyErr, err)
-		sess.Close()
-		return
-	}
 	refuse := func(code proto.RefuseCode, msg string) {
 		log.Warn("agent refused", logging.KeyReason, msg, "code", string(code))
 		s.refuse(sess, ctl, code, msg)
+	}
+	switch {
+	case errors.Is(err, proto.ErrFrameTooLarge), errors.Is(err, proto.ErrMalformed), errors.Is(err, proto.ErrUnexpected):
+		// The agent can be told: its hello, which comes from its config,
+		// will never do.
+		refuse(proto.RefuseBadHello, fmt.Sprintf("bad hello: %v (limits.max_header_size is %d bytes)", err, s.opt.MaxHeaderSize))
+		return
+	case err != nil:
+		log.Info("agent handshake failed", logging.KeyErr, err)
+		sess.Close()
+		return
 	}
 	if hello.Version < proto.MinVersion {
 		refuse(proto.RefuseUnsupportedVersion, fmt.Sprintf("protocol version %d is too old; this server needs %d or newer: upgrade tunnel-agent", hello.Version, proto.MinVersion))
@@ -149,14 +155,14 @@ func (s *Server) readHello(sess mux.Session) (mux.Stream, *proto.Hello, error) {
 	ctl.SetReadDeadline(time.Now().Add(s.opt.HandshakeTimeout))
 	t, payload, err := proto.ReadFrame(ctl, s.opt.MaxHeaderSize)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read hello: %w", err)
+		return ctl, nil, fmt.Errorf("read hello: %w", err)
 	}
 	if t != proto.FrameHello {
-		return nil, nil, fmt.Errorf("%w: %s, want hello", proto.ErrUnexpected, t)
+		return ctl, nil, fmt.Errorf("%w: %s, want hello", proto.ErrUnexpected, t)
 	}
 	var h proto.Hello
 	if err := proto.DecodeJSON(t, payload, &h); err != nil {
-		return nil, nil, err
+		return ctl, nil, err
 	}
 	ctl.SetReadDeadline(time.Time{})
 	return ctl, &h, nil
