@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -74,21 +76,23 @@ type env struct {
 	lg  *slog.Logger
 }
 
-// Fast timings for tests: a dead tunnel is noticed within a second.
+// Fast timings for tests: a dead tunnel is noticed within a few seconds,
+// yet a busy machine running the race detector does not starve a healthy
+// one into looking dead.
 func testServerOptions() server.Options {
 	return server.Options{
-		HandshakeTimeout:  2 * time.Second,
-		OpenTimeout:       3 * time.Second,
-		HeartbeatInterval: 200 * time.Millisecond,
-		HeartbeatTimeout:  time.Second,
+		HandshakeTimeout:  3 * time.Second,
+		OpenTimeout:       5 * time.Second,
+		HeartbeatInterval: 300 * time.Millisecond,
+		HeartbeatTimeout:  3 * time.Second,
 		HalfCloseTimeout:  5 * time.Second,
-		LivenessTimeout:   500 * time.Millisecond,
+		LivenessTimeout:   time.Second,
 	}
 }
 
 func testAgentOptions() agent.Options {
 	return agent.Options{
-		DialTimeout:      time.Second,
+		DialTimeout:      3 * time.Second,
 		HandshakeTimeout: 2 * time.Second,
 		HalfCloseTimeout: 5 * time.Second,
 		BackoffBase:      50 * time.Millisecond,
@@ -289,4 +293,15 @@ func (r *patternReader) Read(p []byte) (int, error) {
 	}
 	r.n -= int64(len(p))
 	return len(p), nil
+}
+
+func withLogger(opt server.Options, l *slog.Logger) server.Options {
+	opt.Logger = l
+	return opt
+}
+
+// tlsDial connects with TLS 1.3 and no client certificate.
+func tlsDial(addr string, roots *x509.CertPool) (*tls.Conn, error) {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	return tls.DialWithDialer(d, "tcp", addr, &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS13, NextProtos: []string{"tunnel-yamux/1"}})
 }

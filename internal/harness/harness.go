@@ -16,6 +16,7 @@ import (
 
 	"github.com/tunnelrelay/tunnel/internal/admin"
 	"github.com/tunnelrelay/tunnel/internal/agent"
+	"github.com/tunnelrelay/tunnel/internal/logging"
 	"github.com/tunnelrelay/tunnel/internal/server"
 	"github.com/tunnelrelay/tunnel/internal/store"
 	"github.com/tunnelrelay/tunnel/pkg/auth"
@@ -25,12 +26,13 @@ import (
 // Server is an in-process tunnel-server.
 type Server struct {
 	*server.Server
-	CA       *auth.CA
-	CAPEM    []byte
-	Store    store.Store
-	Listener mux.Listener
-	Addr     string // where agents connect
-	Logger   *slog.Logger
+	CA        *auth.CA
+	CAPEM     []byte
+	Store     store.Store
+	TLSConfig *tls.Config // the agent listener's
+	Listener  mux.Listener
+	Addr      string // where agents connect
+	Logger    *slog.Logger
 
 	mu     sync.Mutex
 	agents []*Agent
@@ -92,7 +94,10 @@ func StartServerWith(ctx context.Context, cfg Config, st store.Store, tlsConf *t
 		muxCfg = *cfg.Mux
 	}
 	if muxCfg.Logger == nil {
-		muxCfg.Logger = log
+		muxCfg.Logger = logging.Module(log, "mux")
+	}
+	if muxCfg.HandshakeTimeout == 0 {
+		muxCfg.HandshakeTimeout = cfg.Options.HandshakeTimeout
 	}
 	ln, err := mux.ListenTLS(listen, tlsConf, &muxCfg)
 	if err != nil {
@@ -110,7 +115,7 @@ func StartServerWith(ctx context.Context, cfg Config, st store.Store, tlsConf *t
 		ln.Close()
 		return nil, err
 	}
-	return &Server{Server: srv, Store: st, Listener: ln, Addr: ln.Addr().String(), Logger: log}, nil
+	return &Server{Server: srv, Store: st, TLSConfig: tlsConf, Listener: ln, Addr: ln.Addr().String(), Logger: log}, nil
 }
 
 // Close stops the agents started through s, then the server, waiting at
@@ -150,6 +155,11 @@ type AgentConfig struct {
 	Register bool
 	// CAPEM, if set, is pinned instead of the server's CA.
 	CAPEM []byte
+	// Via, if set, names the address each connection attempt dials instead
+	// of the server's (a fault proxy, say).
+	Via func() string
+	// OnSession, if set, sees every session the agent connects.
+	OnSession func(mux.Session)
 }
 
 // NewAgent creates an agent (registering it when asked) without starting it.
@@ -180,6 +190,19 @@ func (s *Server) NewAgent(ctx context.Context, cfg AgentConfig) (*Agent, error) 
 	opt.ServerAddress = s.Addr
 	opt.TLSConfig = tlsConf
 	opt.Targets = cfg.Targets
+	if cfg.Via != nil || cfg.OnSession != nil {
+		opt.Dial = func(ctx context.Context) (mux.Session, error) {
+			addr := s.Addr
+			if cfg.Via != nil {
+				addr = cfg.Via()
+			}
+			sess, err := mux.DialTLS(ctx, addr, tlsConf, &mux.Config{HandshakeTimeout: opt.HandshakeTimeout, Logger: opt.Logger})
+			if err == nil && cfg.OnSession != nil {
+				cfg.OnSession(sess)
+			}
+			return sess, err
+		}
+	}
 	if opt.Logger == nil {
 		opt.Logger = s.Logger
 	}

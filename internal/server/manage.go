@@ -118,6 +118,12 @@ func (s *Server) AddRoute(ctx context.Context, req admin.AddRouteRequest) (*admi
 	if _, err := s.store.Route(ctx, req.Name); err == nil {
 		return nil, fmt.Errorf("route %q: %w", req.Name, store.ErrExists)
 	}
+	// Stored as CIDRs, single addresses included.
+	allow, _ := dbproxy.ParseAllow(req.Allow)
+	req.Allow = req.Allow[:0]
+	for _, p := range allow {
+		req.Allow = append(req.Allow, p.String())
+	}
 	r, err := s.addRoute(ctx, store.Route{
 		Name:        req.Name,
 		Agent:       req.Agent,
