@@ -517,6 +517,11 @@ func TestWatchdog(t *testing.T) {
 	if idle := w.Idle(t0.Add(5 * time.Second)); idle != 3*time.Second {
 		t.Fatalf("idle %v, want 3s", idle)
 	}
+	// What one side sends the other receives, once it has arrived.
+	deadline := time.Now().Add(2 * time.Second)
+	for client.Stats().BytesSent != server.Stats().BytesReceived && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
 	if s := client.Stats(); s.BytesSent == 0 || s.BytesSent != server.Stats().BytesReceived {
 		t.Errorf("client sent %d, server received %d", s.BytesSent, server.Stats().BytesReceived)
 	}
