@@ -66,8 +66,7 @@ const maxSocketDir = 80
 // the test ends. t.TempDir is used when it will do; it will not when the
 // server runs as another user (t.TempDir's parent is mode 0700 and owned by
 // us) or when its path is too long for the unix socket inside it. Then a
-// directory is made directly under os.TempDir (or /tmp), whose ancestors must
-// be searchable by the server account.
+// directory is made by newTempDir.
 func tempDir(t testing.TB, acct account) string {
 	t.Helper()
 	if !acct.switched {
@@ -75,6 +74,22 @@ func tempDir(t testing.TB, acct account) string {
 			return dir
 		}
 	}
+	dir, err := newTempDir(acct)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := os.RemoveAll(dir); err != nil {
+			t.Errorf("pgtest: remove %s: %v", dir, err)
+		}
+	})
+	return dir
+}
+
+// newTempDir makes an empty directory directly under os.TempDir (or /tmp)
+// and gives it to the server account; the ancestors must be searchable by
+// that account. The caller removes it.
+func newTempDir(acct account) (string, error) {
 	var lastErr error
 	for _, base := range []string{os.TempDir(), "/tmp"} {
 		if acct.switched && !searchableByOthers(base) {
@@ -86,20 +101,15 @@ func tempDir(t testing.TB, acct account) string {
 			lastErr = err
 			continue
 		}
-		t.Cleanup(func() {
-			if err := os.RemoveAll(dir); err != nil {
-				t.Errorf("pgtest: remove %s: %v", dir, err)
-			}
-		})
 		if acct.switched {
 			if err := os.Chown(dir, int(acct.uid), int(acct.gid)); err != nil {
-				t.Fatalf("pgtest: give %s to OS user %q: %v", dir, acct.name, err)
+				os.RemoveAll(dir)
+				return "", fmt.Errorf("give %s to OS user %q: %v", dir, acct.name, err)
 			}
 		}
-		return dir
+		return dir, nil
 	}
-	t.Fatalf("pgtest: no usable temporary directory: %v", lastErr)
-	return ""
+	return "", fmt.Errorf("no usable temporary directory: %v", lastErr)
 }
 
 // searchableByOthers reports whether every directory from dir up to / has

@@ -113,14 +113,7 @@ func Start(t testing.TB) *Server {
 	if err != nil {
 		unavailable(t, err.Error())
 	}
-	s := &Server{
-		Host:     "127.0.0.1",
-		User:     superuser,
-		Database: "postgres",
-		Dir:      tempDir(t, acct),
-		bin:      bin,
-		acct:     acct,
-	}
+	s := newServer(bin, acct, tempDir(t, acct))
 	if err := s.initdb(); err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
@@ -130,17 +123,37 @@ func Start(t testing.TB) *Server {
 			t.Logf("pgtest: server log %s:\n%s", s.LogPath(), s.logTail(4096))
 		}
 	})
+	if err := s.startOnFreePort(); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	return s
+}
+
+func newServer(bin string, acct account, dir string) *Server {
+	return &Server{
+		Host:     "127.0.0.1",
+		User:     superuser,
+		Database: "postgres",
+		Dir:      dir,
+		bin:      bin,
+		acct:     acct,
+	}
+}
+
+// startOnFreePort starts postgres on a free port, trying another one when
+// the port was taken between picking and binding it.
+func (s *Server) startOnFreePort() error {
 	for attempt := 1; ; attempt++ {
 		port, err := freePort()
 		if err != nil {
-			t.Fatalf("pgtest: pick a port: %v", err)
+			return fmt.Errorf("pick a port: %v", err)
 		}
 		err = s.start(port)
 		if err == nil {
-			return s
+			return nil
 		}
 		if !errors.Is(err, errPortInUse) || attempt == portAttempts {
-			t.Fatalf("pgtest: start postgres (attempt %d): %v\n%s", attempt, err, s.logTail(4096))
+			return fmt.Errorf("start postgres (attempt %d): %v\n%s", attempt, err, s.logTail(4096))
 		}
 	}
 }
@@ -164,8 +177,10 @@ func (s *Server) Stop() {
 	})
 }
 
-func (s *Server) initdb() error {
-	ctx, cancel := context.WithTimeout(context.Background(), initdbTimeout)
+func (s *Server) initdb() error { return s.initdbContext(context.Background()) }
+
+func (s *Server) initdbContext(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, initdbTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(s.bin, "initdb"),
 		"-D", s.DataDir(), "-U", s.User, "--auth=trust",
