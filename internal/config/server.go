@@ -99,11 +99,12 @@ type Limits struct {
 	// from MinHeaderSizeLimit to MaxHeaderSizeLimit. Zero means
 	// DefaultMaxHeaderSize.
 	MaxHeaderSize int `toml:"max_header_size"`
-	// HeartbeatInterval is how often each side pings the other; the server
-	// tells agents this value. Zero means DefaultHeartbeatInterval.
+	// HeartbeatInterval is how often the server pings each agent; the
+	// server tells agents this value. Zero means DefaultHeartbeatInterval.
 	HeartbeatInterval Duration `toml:"heartbeat_interval"`
-	// HeartbeatTimeout is how long without an answer before a tunnel is
-	// declared dead and its sessions closed; greater than
+	// HeartbeatTimeout is how long a connection on which nothing at all
+	// has arrived lives before it is declared dead and its sessions closed,
+	// on both sides (the server tells agents this value); greater than
 	// HeartbeatInterval. Zero means DefaultHeartbeatTimeout.
 	HeartbeatTimeout Duration `toml:"heartbeat_timeout"`
 	// HalfCloseTimeout bounds how long a session may stay half-closed.

@@ -312,7 +312,7 @@ token_file = {{toml .TokenFile}}
 # max_sessions_per_agent = {{.Limits.MaxSessionsPerAgent}}
 # Largest stream header or control message, in bytes ({{.MinHeader}} to {{.MaxHeader}}):
 # max_header_size = {{.Limits.MaxHeaderSize}}
-# How often each side pings the other:
+# How often the server pings each agent:
 # heartbeat_interval = {{toml .Limits.HeartbeatInterval.String}}
 # A tunnel silent this long is dead; more than heartbeat_interval:
 # heartbeat_timeout = {{toml .Limits.HeartbeatTimeout.String}}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -321,6 +322,29 @@ func TestBinaries(t *testing.T) {
 		}
 	})
 
+	t.Run("no secret in any log line", func(t *testing.T) {
+		token, err := os.ReadFile(filepath.Join(c.dir, "srv", "admin.token"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := os.ReadFile(c.agentCfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := regexp.MustCompile(`(?s)BEGIN PRIVATE KEY-----\n(.*?)\n-----END`).FindSubmatch(cfg)
+		if key == nil {
+			t.Fatal("no key in the agent config")
+		}
+		secrets := map[string]string{"admin token": strings.TrimSpace(string(token)), "agent key": string(key[1])}
+		for name, p := range map[string]*proc{"server": c.server, "agent": c.agent} {
+			for what, secret := range secrets {
+				if strings.Contains(p.log.String(), secret) {
+					t.Errorf("the %s's log contains the %s", name, what)
+				}
+			}
+		}
+	})
+
 	t.Run("disabled agent exits non-zero saying why", func(t *testing.T) {
 		if r := c.srv(t, "agent", "disable", "acme"); r.code != 0 {
 			t.Fatalf("disable: %d %s", r.code, r.stderr)
@@ -386,9 +410,21 @@ func TestAgentConfigErrors(t *testing.T) {
 		if r := c.srv(t, "agent", "remove", "acme"); r.code != 0 {
 			t.Fatalf("remove: %s", r.stderr)
 		}
-		r := run(t, "tunnel-agent", "run", "--config", c.agentCfg)
-		if r.code != 3 || !strings.Contains(r.stderr, `agent "acme" is not registered on this server`) {
+		r := run(t, "tunnel-agent", "run", "--config", c.agentCfg, "--json", "--log", "debug")
+		if r.code != 3 || !strings.Contains(lastLine(r.stderr), `agent "acme" is not registered on this server`) {
 			t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+		}
+		// With --json every log line is a JSON object; only the final
+		// one-line error is plain.
+		lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+		for _, l := range lines[:len(lines)-1] {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(l), &m); err != nil || m["msg"] == nil {
+				t.Errorf("not a JSON log line: %q", l)
+			}
+		}
+		if len(lines) < 2 {
+			t.Errorf("no log lines before the error: %q", r.stderr)
 		}
 	})
 }
