@@ -1,0 +1,130 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/tunnelrelay/tunnel/internal/store"
+)
+
+// fakeAPI answers with canned results and errors.
+type fakeAPI struct {
+	err   error
+	added AddRouteRequest
+}
+
+func (f *fakeAPI) Status(context.Context) (*Status, error) { return &Status{Version: "v"}, f.err }
+func (f *fakeAPI) Agents(context.Context) ([]Agent, error) { return []Agent{{Name: "a"}}, f.err }
+func (f *fakeAPI) AddAgent(_ context.Context, r AddAgentRequest) (*Agent, error) {
+	return &Agent{Name: r.Name, Fingerprint: r.Fingerprint}, f.err
+}
+func (f *fakeAPI) RemoveAgent(context.Context, string) error            { return f.err }
+func (f *fakeAPI) SetAgentDisabled(context.Context, string, bool) error { return f.err }
+func (f *fakeAPI) Routes(context.Context) ([]Route, error)              { return nil, f.err }
+func (f *fakeAPI) AddRoute(_ context.Context, r AddRouteRequest) (*Route, error) {
+	f.added = r
+	return &Route{Name: r.Name, Listen: r.Listen}, f.err
+}
+func (f *fakeAPI) RemoveRoute(context.Context, string) error { return f.err }
+
+func serve(t *testing.T, api API) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(Handler(api, "secret-token", slog.New(slog.DiscardHandler)))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestToken(t *testing.T) {
+	srv := serve(t, &fakeAPI{})
+	for _, tc := range []struct {
+		name, header string
+		want         int
+	}{
+		{"none", "", http.StatusUnauthorized},
+		{"wrong", "Bearer nope", http.StatusUnauthorized},
+		{"prefix of the token", "Bearer secret", http.StatusUnauthorized},
+		{"right", "Bearer secret-token", http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest("GET", srv.URL+"/api/v1/status", nil)
+			if tc.header != "" {
+				req.Header.Set("Authorization", tc.header)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tc.want)
+			}
+		})
+	}
+	t.Run("client with a wrong token", func(t *testing.T) {
+		_, err := NewClient(strings.TrimPrefix(srv.URL, "http://"), "nope").Status(context.Background())
+		var ae *Error
+		if !errors.As(err, &ae) || ae.Status != http.StatusUnauthorized || !strings.Contains(ae.Message, "admin token") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+}
+
+func TestErrorStatus(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want int
+	}{
+		{fmt.Errorf("agent %q: %w", "a", store.ErrNotFound), http.StatusNotFound},
+		{fmt.Errorf("route %q: %w", "r", store.ErrExists), http.StatusConflict},
+		{fmt.Errorf("agent %q: %w", "a", store.ErrInUse), http.StatusConflict},
+		{Invalid(errors.New("bad name")), http.StatusBadRequest},
+		{Conflict(errors.New("port in use")), http.StatusConflict},
+		{errors.New("disk on fire"), http.StatusInternalServerError},
+	} {
+		t.Run(tc.err.Error(), func(t *testing.T) {
+			srv := serve(t, &fakeAPI{err: tc.err})
+			err := NewClient(strings.TrimPrefix(srv.URL, "http://"), "secret-token").RemoveRoute(context.Background(), "r")
+			var ae *Error
+			if !errors.As(err, &ae) || ae.Status != tc.want {
+				t.Fatalf("err = %v, want status %d", err, tc.want)
+			}
+			// The message is the error's own, without the classification.
+			if ae.Message != tc.err.Error() {
+				t.Fatalf("message %q, want %q", ae.Message, tc.err.Error())
+			}
+		})
+	}
+}
+
+func TestRequestBody(t *testing.T) {
+	api := &fakeAPI{}
+	srv := serve(t, api)
+	c := NewClient(strings.TrimPrefix(srv.URL, "http://"), "secret-token")
+	r, err := c.AddRoute(context.Background(), AddRouteRequest{Name: "r", Agent: "a", Target: "t", Listen: "127.0.0.1:0", Allow: []string{"10.0.0.0/8"}})
+	if err != nil || r.Name != "r" || api.added.Allow[0] != "10.0.0.0/8" {
+		t.Fatalf("AddRoute = %+v, %v (server saw %+v)", r, err, api.added)
+	}
+	req, _ := http.NewRequest("POST", srv.URL+"/api/v1/routes", strings.NewReader(`{"name":"r","lisen":"x"}`))
+	req.Header.Set("Authorization", "Bearer secret-token")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("a misspelt field gave %d, want 400", resp.StatusCode)
+	}
+}
+
+func TestUnreachable(t *testing.T) {
+	_, err := NewClient("127.0.0.1:1", "t").Agents(context.Background())
+	if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "tunnel-server run") {
+		t.Fatalf("err = %v", err)
+	}
+}
