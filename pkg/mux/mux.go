@@ -31,16 +31,24 @@ var (
 	ErrSessionClosed = errors.New("mux: session closed")
 	// ErrListenerClosed is returned by Accept after Close.
 	ErrListenerClosed = errors.New("mux: listener closed")
+	// ErrStreamReset is returned by reads and writes on a stream the peer
+	// has reset.
+	ErrStreamReset = errors.New("mux: stream reset by peer")
 )
 
 // Stream is one logical connection inside a Session.
 //
 // Close ends both directions: blocked reads and writes return, and the peer
 // reads io.EOF after the data already written. CloseWrite ends only the write
-// direction; reading goes on until the peer ends its own.
+// direction; reading goes on until the peer ends its own. Reset ends both
+// directions abruptly, like a TCP reset: the peer's reads and writes fail
+// with ErrStreamReset instead of seeing a clean end, and data still in
+// flight may be lost. Use it when a session fails, so the failure reaches
+// the other end as a failure.
 type Stream interface {
 	net.Conn
 	CloseWrite() error
+	Reset() error
 }
 
 // Session is one multiplexed connection to a peer.
@@ -98,17 +106,19 @@ type Config struct {
 	// 1.25 MB, and the window is replenished once half of it is consumed).
 	StreamWindow uint32
 
-	// KeepAliveInterval is how often the transport pings an idle
-	// connection, which keeps NAT mappings open. Default 15s.
-	KeepAliveInterval time.Duration
-
-	// WriteTimeout is how long a write to the connection may stall before
-	// the session is considered dead. Default 10s.
+	// WriteTimeout is how long a write may wait for its turn on the
+	// connection before it fails: a safety valve for a connection that
+	// accepts no data. Default 60s; the owner's heartbeat is expected to
+	// notice a dead connection much sooner.
 	WriteTimeout time.Duration
 
 	// AcceptBacklog is how many streams may wait for AcceptStream, and how
 	// many opened streams may wait for the peer's acknowledgement. Default 1024.
 	AcceptBacklog int
+
+	// MaxHandshakes caps the handshakes a Listener runs at once; further
+	// connections wait in the kernel's accept queue. Default 256.
+	MaxHandshakes int
 
 	// HalfCloseTimeout bounds how long a stream whose write side was closed
 	// may wait for the peer to close its own before it is reset. Default 60s.
@@ -120,12 +130,12 @@ type Config struct {
 
 // Defaults for Config.
 const (
-	DefaultHandshakeTimeout  = 10 * time.Second
-	DefaultStreamWindow      = 4 << 20
-	DefaultKeepAliveInterval = 15 * time.Second
-	DefaultWriteTimeout      = 10 * time.Second
-	DefaultAcceptBacklog     = 1024
-	DefaultHalfCloseTimeout  = 60 * time.Second
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultStreamWindow     = 4 << 20
+	DefaultWriteTimeout     = 60 * time.Second
+	DefaultAcceptBacklog    = 1024
+	DefaultMaxHandshakes    = 256
+	DefaultHalfCloseTimeout = 60 * time.Second
 )
 
 // withDefaults returns a copy of c with zero fields set to their defaults.
@@ -140,14 +150,14 @@ func (c *Config) withDefaults() Config {
 	if out.StreamWindow == 0 {
 		out.StreamWindow = DefaultStreamWindow
 	}
-	if out.KeepAliveInterval <= 0 {
-		out.KeepAliveInterval = DefaultKeepAliveInterval
-	}
 	if out.WriteTimeout <= 0 {
 		out.WriteTimeout = DefaultWriteTimeout
 	}
 	if out.AcceptBacklog <= 0 {
 		out.AcceptBacklog = DefaultAcceptBacklog
+	}
+	if out.MaxHandshakes <= 0 {
+		out.MaxHandshakes = DefaultMaxHandshakes
 	}
 	if out.HalfCloseTimeout <= 0 {
 		out.HalfCloseTimeout = DefaultHalfCloseTimeout

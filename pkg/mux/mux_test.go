@@ -526,3 +526,132 @@ func TestWatchdog(t *testing.T) {
 		t.Errorf("client sent %d, server received %d", s.BytesSent, server.Stats().BytesReceived)
 	}
 }
+
+// TestReset: a reset reaches the peer as an error, not a clean end, even
+// with data in flight; and it frees the peer's stream.
+func TestReset(t *testing.T) {
+	client, server := pair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		name  string
+		write int // bytes the resetting side writes first
+	}{
+		{"idle stream", 1},
+		{"with data in flight", 8 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, err := client.OpenStream(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.Write([]byte("x"))
+			peer, err := server.AcceptStream(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer peer.Close()
+			writeDone := make(chan struct{})
+			go func() {
+				defer close(writeDone)
+				st.Write(make([]byte, tc.write))
+			}()
+			time.Sleep(20 * time.Millisecond)
+			if err := st.Reset(); err != nil {
+				t.Fatal(err)
+			}
+			<-writeDone
+			peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, err = io.Copy(io.Discard, peer)
+			if !errors.Is(err, ErrStreamReset) {
+				t.Fatalf("peer read ended with %v, want ErrStreamReset", err)
+			}
+			if _, err := peer.Write([]byte("y")); !errors.Is(err, ErrStreamReset) {
+				t.Fatalf("peer write after reset: %v, want ErrStreamReset", err)
+			}
+			if _, err := st.Read(make([]byte, 1)); !errors.Is(err, net.ErrClosed) {
+				t.Fatalf("local read after Reset: %v, want net.ErrClosed", err)
+			}
+		})
+	}
+	// The peer's streams are freed (the control stream of the test aside).
+	deadline := time.Now().Add(2 * time.Second)
+	for server.NumStreams() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := server.NumStreams(); n != 0 {
+		t.Errorf("server still holds %d streams after the resets", n)
+	}
+}
+
+// TestMaxHandshakes: at the limit the listener stops accepting, and takes
+// connections again once handshakes end.
+func TestMaxHandshakes(t *testing.T) {
+	stls, ctls := testTLS(t)
+	cfg := testConfig()
+	cfg.MaxHandshakes = 2
+	cfg.HandshakeTimeout = 2 * time.Second
+	ln, err := ListenTLS("127.0.0.1:0", stls, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	// Two silent peers take both places.
+	for range 2 {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	time.Sleep(50 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	errc := make(chan error, 1)
+	go func() {
+		ccfg := testConfig()
+		ccfg.HandshakeTimeout = 5 * time.Second
+		s, err := DialTLS(ctx, ln.Addr().String(), ctls, ccfg)
+		if err == nil {
+			s.Close()
+		}
+		errc <- err
+	}()
+	s, err := ln.Accept(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	// The real agent waited for a silent peer's handshake to time out.
+	if el := time.Since(start); el < time.Second {
+		t.Fatalf("a third handshake ran after %v, with both places taken", el)
+	}
+}
+
+// TestInjectBetweenFrames: an injected frame never lands inside a yamux
+// frame: it waits for the body of a data frame whose header is held back.
+func TestInjectBetweenFrames(t *testing.T) {
+	hdr := []byte{0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 3}
+	r := &recorder{}
+	fc := &frameConn{Conn: r}
+	fc.inject(rstFrame(7)) // idle: written at once
+	fc.Write(hdr)
+	fc.inject(rstFrame(9)) // a data frame is half written: queued
+	if len(r.writes) != 1 {
+		t.Fatalf("%d writes, want the first RST only", len(r.writes))
+	}
+	fc.Write([]byte("abc"))
+	want := [][]byte{rstFrame(7), append(append([]byte{}, hdr...), "abc"...), rstFrame(9)}
+	if len(r.writes) != len(want) {
+		t.Fatalf("writes %x, want %x", r.writes, want)
+	}
+	for i := range want {
+		if !bytes.Equal(r.writes[i], want[i]) {
+			t.Fatalf("write %d is %x, want %x", i, r.writes[i], want[i])
+		}
+	}
+}

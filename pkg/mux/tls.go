@@ -30,6 +30,9 @@ func tlsConfig(base *tls.Config) *tls.Config {
 // DialTLS connects to addr over TCP, runs the TLS handshake with tlsConf and
 // returns the client side of a session.
 func DialTLS(ctx context.Context, addr string, tlsConf *tls.Config, cfg *Config) (Session, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	c := cfg.withDefaults()
 	var d net.Dialer
 	dctx, cancel := context.WithTimeout(ctx, c.HandshakeTimeout)
@@ -50,6 +53,9 @@ func DialTLS(ctx context.Context, addr string, tlsConf *tls.Config, cfg *Config)
 // connection (a direct TCP connection, or one through a proxy) and returns
 // the session. On error the caller still owns conn.
 func ClientTLS(ctx context.Context, conn net.Conn, tlsConf *tls.Config, cfg *Config) (Session, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	c := cfg.withDefaults()
 	tc := tls.Client(conn, tlsConfig(tlsConf))
 	if err := handshake(ctx, tc, conn, c.HandshakeTimeout); err != nil {
@@ -61,6 +67,9 @@ func ClientTLS(ctx context.Context, conn net.Conn, tlsConf *tls.Config, cfg *Con
 // ServerTLS runs the server side of the handshake over an accepted connection
 // and returns the session. On error the caller still owns conn.
 func ServerTLS(ctx context.Context, conn net.Conn, tlsConf *tls.Config, cfg *Config) (Session, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	c := cfg.withDefaults()
 	tc := tls.Server(conn, tlsConfig(tlsConf))
 	if err := handshake(ctx, tc, conn, c.HandshakeTimeout); err != nil {
@@ -93,17 +102,21 @@ type TLSListener struct {
 	cfg     Config
 	log     *slog.Logger
 
-	sessions chan Session
-	ctx      context.Context // canceled by Close
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	closeMu  sync.Once
+	sessions   chan Session
+	handshakes chan struct{}   // one token per handshake in progress
+	ctx        context.Context // canceled by Close
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	closeOnce  sync.Once
 }
 
 var _ Listener = (*TLSListener)(nil)
 
 // ListenTLS listens on the TCP address addr.
 func ListenTLS(addr string, tlsConf *tls.Config, cfg *Config) (*TLSListener, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -116,13 +129,14 @@ func NewTLSListener(ln net.Listener, tlsConf *tls.Config, cfg *Config) *TLSListe
 	c := cfg.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &TLSListener{
-		ln:       ln,
-		tlsConf:  tlsConf,
-		cfg:      c,
-		log:      c.Logger,
-		sessions: make(chan Session),
-		ctx:      ctx,
-		cancel:   cancel,
+		ln:         ln,
+		tlsConf:    tlsConf,
+		cfg:        c,
+		log:        c.Logger,
+		sessions:   make(chan Session),
+		handshakes: make(chan struct{}, c.MaxHandshakes),
+		ctx:        ctx,
+		cancel:     cancel,
 	}
 	l.wg.Add(1)
 	go l.acceptLoop()
@@ -133,8 +147,16 @@ func (l *TLSListener) acceptLoop() {
 	defer l.wg.Done()
 	var backoff time.Duration
 	for {
+		// At MaxHandshakes, stop accepting: further peers wait in the
+		// kernel's queue instead of each costing a goroutine and TLS state.
+		select {
+		case l.handshakes <- struct{}{}:
+		case <-l.ctx.Done():
+			return
+		}
 		conn, err := l.ln.Accept()
 		if err != nil {
+			<-l.handshakes
 			if l.ctx.Err() != nil {
 				return
 			}
@@ -164,6 +186,7 @@ func (l *TLSListener) acceptLoop() {
 func (l *TLSListener) handshake(conn net.Conn) {
 	defer l.wg.Done()
 	s, err := ServerTLS(l.ctx, conn, l.tlsConf, &l.cfg)
+	<-l.handshakes
 	if err != nil {
 		conn.Close()
 		if l.ctx.Err() == nil {
@@ -196,7 +219,7 @@ func (l *TLSListener) Addr() net.Addr { return l.ln.Addr() }
 // Close stops accepting, aborts handshakes in progress and waits for them.
 func (l *TLSListener) Close() error {
 	var err error
-	l.closeMu.Do(func() {
+	l.closeOnce.Do(func() {
 		l.cancel()
 		err = l.ln.Close()
 		l.wg.Wait()

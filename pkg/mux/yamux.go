@@ -3,12 +3,14 @@ package mux
 import (
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,13 +29,16 @@ var _ Session = (*yamuxSession)(nil)
 func newYamuxSession(conn *tls.Conn, raw net.Conn, client bool, cfg Config) (*yamuxSession, error) {
 	ycfg := yamux.DefaultConfig()
 	ycfg.AcceptBacklog = cfg.AcceptBacklog
-	ycfg.EnableKeepAlive = true
-	ycfg.KeepAliveInterval = cfg.KeepAliveInterval
+	// yamux's keepalive gives up on a session when one ping waits longer
+	// than the write timeout, and under load a ping waits in the same queue
+	// as megabytes of data: it would kill busy, healthy tunnels. The owner's
+	// heartbeat keeps the connection talking and watches for silence.
+	ycfg.EnableKeepAlive = false
 	ycfg.ConnectionWriteTimeout = cfg.WriteTimeout
 	ycfg.MaxStreamWindowSize = cfg.StreamWindow
-	// A stream the peer never acknowledges means the peer is gone; the
-	// session's keepalive notices that too, so this is only a backstop.
-	ycfg.StreamOpenTimeout = 2 * cfg.HandshakeTimeout
+	// yamux closes the whole session when a stream it opened is not
+	// acknowledged in time; with a live peer that takes one round trip.
+	ycfg.StreamOpenTimeout = cfg.WriteTimeout
 	ycfg.StreamCloseTimeout = cfg.HalfCloseTimeout
 	ycfg.LogOutput = nil
 	ycfg.Logger = yamuxLogger{cfg.Logger}
@@ -58,15 +63,15 @@ func (s *yamuxSession) OpenStream(ctx context.Context) (Stream, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	// yamux blocks in OpenStream only while AcceptBacklog streams await the
-	// peer's acknowledgement, and gives up when the session ends; so the
-	// context is honoured at the start and by the caller's deadline on the
-	// first write.
+	// yamux's OpenStream takes no context. It blocks only while
+	// AcceptBacklog opened streams await the peer's acknowledgement, and
+	// gives up when the session ends; the context is checked before it,
+	// and callers bound the stream's first exchange with a deadline.
 	st, err := s.ys.OpenStream()
 	if err != nil {
 		return nil, mapYamuxErr(err)
 	}
-	return newYamuxStream(st), nil
+	return &yamuxStream{Stream: st, fc: s.fc}, nil
 }
 
 func (s *yamuxSession) AcceptStream(ctx context.Context) (Stream, error) {
@@ -77,7 +82,7 @@ func (s *yamuxSession) AcceptStream(ctx context.Context) (Stream, error) {
 		}
 		return nil, mapYamuxErr(err)
 	}
-	return newYamuxStream(st), nil
+	return &yamuxStream{Stream: st, fc: s.fc}, nil
 }
 
 func (s *yamuxSession) Close() error                         { return s.ys.Close() }
@@ -102,31 +107,40 @@ func mapYamuxErr(err error) error {
 
 // yamuxStream adapts a yamux stream to Stream. yamux's own Close only ends
 // the write side (it sends FIN) and leaves blocked reads waiting; Close here
-// also ends the read side, as net.Conn promises.
+// also ends the read side, as net.Conn promises. yamux has no public reset,
+// though it honours one from the peer: Reset writes the RST frame itself
+// (see frameConn.inject).
 type yamuxStream struct {
 	*yamux.Stream
-	closed atomic.Bool
+	fc          *frameConn
+	closed      atomic.Bool // Close or Reset was called
+	remoteReset atomic.Bool // the peer reset the stream
 }
-
-func newYamuxStream(st *yamux.Stream) *yamuxStream { return &yamuxStream{Stream: st} }
 
 // pastDeadline wakes blocked reads at once.
 var pastDeadline = time.Unix(1, 0)
 
 func (s *yamuxStream) Read(p []byte) (int, error) {
 	n, err := s.Stream.Read(p)
-	if err != nil && s.closed.Load() {
-		return n, net.ErrClosed
-	}
-	return n, err
+	return n, s.mapErr(err)
 }
 
 func (s *yamuxStream) Write(p []byte) (int, error) {
 	n, err := s.Stream.Write(p)
-	if err != nil && s.closed.Load() {
-		return n, net.ErrClosed
+	return n, s.mapErr(err)
+}
+
+func (s *yamuxStream) mapErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case s.closed.Load():
+		return net.ErrClosed
+	case errors.Is(err, yamux.ErrConnectionReset):
+		s.remoteReset.Store(true)
+		return ErrStreamReset
 	}
-	return n, err
+	return err
 }
 
 func (s *yamuxStream) CloseWrite() error { return s.Stream.Close() }
@@ -137,6 +151,24 @@ func (s *yamuxStream) Close() error {
 	}
 	_ = s.Stream.SetReadDeadline(pastDeadline)
 	return s.Stream.Close()
+}
+
+// Reset sends the peer a RST for the stream, then closes it here. yamux
+// frees the local stream once its half-close timeout passes, as the peer,
+// having reset it, will not answer the FIN.
+func (s *yamuxStream) Reset() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	_ = s.Stream.SetReadDeadline(pastDeadline)
+	var err error
+	if !s.remoteReset.Load() {
+		err = s.fc.inject(rstFrame(s.StreamID()))
+	}
+	if cerr := s.Stream.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func (s *yamuxStream) SetReadDeadline(t time.Time) error {
@@ -160,21 +192,41 @@ func (s *yamuxStream) SetDeadline(t time.Time) error {
 // MAC and syscall per frame. frameConn holds back a data header and sends it
 // in one write with the start of the body that always follows it.
 //
-// It also counts the bytes that pass, for Session.Stats.
-//
-// Close closes the TCP connection underneath without a TLS close_notify,
-// which could block for seconds on a peer that stopped reading; yamux has
-// already said goodbye in its own protocol where it could.
+// It also writes frames of its own between yamux's (inject), counts the
+// bytes that pass for Session.Stats, and on Close closes the TCP connection
+// underneath without a TLS close_notify, which could block for seconds on a
+// peer that stopped reading; yamux has said goodbye in its own protocol
+// where it could.
 type frameConn struct {
 	net.Conn // the TLS connection
 	raw      net.Conn
 
 	sent, received atomic.Uint64
 
-	// Owned by yamux's single send loop.
+	mu      sync.Mutex // yamux's send loop (Write) and inject
 	hdr     [yamuxHeaderSize]byte
-	pending bool
+	pending bool   // hdr holds a data header whose body comes next
+	queued  []byte // injected frames waiting for the frame in progress to end
 	buf     []byte
+}
+
+const (
+	yamuxHeaderSize      = 12
+	yamuxTypeData        = 0
+	yamuxTypeWindow      = 1
+	yamuxFlagRST         = 8
+	tlsRecordPayload     = 16 << 10 // the largest TLS record plaintext
+	yamuxProtocolVersion = 0
+)
+
+// rstFrame is a yamux window update with the RST flag: the peer's yamux
+// resets the stream, failing its reads and writes, and forgets it.
+func rstFrame(id uint32) []byte {
+	f := make([]byte, yamuxHeaderSize)
+	f[0], f[1] = yamuxProtocolVersion, yamuxTypeWindow
+	binary.BigEndian.PutUint16(f[2:], yamuxFlagRST)
+	binary.BigEndian.PutUint32(f[4:], id)
+	return f
 }
 
 func (c *frameConn) Read(p []byte) (int, error) {
@@ -183,22 +235,24 @@ func (c *frameConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-const (
-	yamuxHeaderSize = 12
-	yamuxTypeData   = 0
-	// tlsRecordPayload is the largest TLS record plaintext.
-	tlsRecordPayload = 16 << 10
-)
-
 func (c *frameConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	n, err := c.write(p)
 	c.sent.Add(uint64(n))
+	if err == nil && !c.pending && len(c.queued) > 0 {
+		q := c.queued
+		c.queued = nil
+		m, qerr := c.Conn.Write(q)
+		c.sent.Add(uint64(m))
+		err = qerr
+	}
 	return n, err
 }
 
 func (c *frameConn) write(p []byte) (int, error) {
 	if !c.pending {
-		if len(p) == yamuxHeaderSize && p[1] == yamuxTypeData && frameLength(p) > 0 {
+		if len(p) == yamuxHeaderSize && p[1] == yamuxTypeData && binary.BigEndian.Uint32(p[8:]) > 0 {
 			copy(c.hdr[:], p)
 			c.pending = true
 			return len(p), nil
@@ -218,8 +272,18 @@ func (c *frameConn) write(p []byte) (int, error) {
 	return n + m, err
 }
 
-func frameLength(h []byte) uint32 {
-	return uint32(h[8])<<24 | uint32(h[9])<<16 | uint32(h[10])<<8 | uint32(h[11])
+// inject writes a whole frame of its own between yamux's frames: at once
+// when none is in progress, else right after the current one.
+func (c *frameConn) inject(frame []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pending {
+		c.queued = append(c.queued, frame...)
+		return nil
+	}
+	n, err := c.Conn.Write(frame)
+	c.sent.Add(uint64(n))
+	return err
 }
 
 func (c *frameConn) Close() error { return c.raw.Close() }
