@@ -3,7 +3,10 @@
 //
 // It honours half-close: when one side ends its writes, the other side's
 // write direction is closed too (CloseWrite) and the opposite direction keeps
-// flowing, for at most HalfCloseTimeout. Buffers come from a pool and are
+// flowing, for at most HalfCloseTimeout. A failure is passed on as a failure:
+// when either side errs, both are reset (a stream's Reset, a TCP connection
+// closed with SO_LINGER 0), so the far ends see a reset, never a clean end of
+// a truncated exchange. Buffers come from a pool and are
 // used directly: io.Copy would hand the copy to *net.TCPConn's ReadFrom or
 // WriteTo, which ignore a supplied buffer and allocate their own.
 package splice
@@ -102,6 +105,11 @@ func Splice(ctx context.Context, a, b net.Conn, opt Options) Result {
 		if res.Err == nil {
 			res.Err = cause
 		}
+		if cause != nil {
+			abort(a)
+			abort(b)
+			return
+		}
 		a.Close()
 		b.Close()
 	}
@@ -166,6 +174,21 @@ func copyHalf(dst, src net.Conn, count *atomic.Int64) (int64, error) {
 		if rerr != nil {
 			return total, rerr
 		}
+	}
+}
+
+type resetter interface{ Reset() error }
+
+// abort ends c so that its peer sees a failure.
+func abort(c net.Conn) {
+	switch c := c.(type) {
+	case resetter:
+		c.Reset()
+	case *net.TCPConn:
+		c.SetLinger(0)
+		c.Close()
+	default:
+		c.Close()
 	}
 }
 

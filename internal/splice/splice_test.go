@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -118,6 +119,7 @@ func TestEnds(t *testing.T) {
 		within  time.Duration
 		wantErr error // nil: any error is accepted as long as it is not nil when wantAnyErr
 		anyErr  bool
+		farRead string // what the far side reads: "reset", "eof", or "" not checked
 	}{
 		{
 			name:   "both close",
@@ -129,12 +131,14 @@ func TestEnds(t *testing.T) {
 			act:     func(c, s *net.TCPConn, _ context.CancelFunc) { c.CloseWrite() },
 			within:  2 * time.Second,
 			wantErr: ErrHalfCloseTimeout,
+			farRead: "eof", // the client's half-close, passed on
 		},
 		{
 			name:    "context canceled",
 			act:     func(c, s *net.TCPConn, cancel context.CancelFunc) { cancel() },
 			within:  2 * time.Second,
 			wantErr: context.Canceled,
+			farRead: "reset",
 		},
 		{
 			name: "client resets",
@@ -142,8 +146,9 @@ func TestEnds(t *testing.T) {
 				c.SetLinger(0)
 				c.Close()
 			},
-			within: 2 * time.Second,
-			anyErr: true,
+			within:  2 * time.Second,
+			anyErr:  true,
+			farRead: "reset",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -166,13 +171,21 @@ func TestEnds(t *testing.T) {
 			case tc.wantErr == nil && !tc.anyErr && r.Err != nil:
 				t.Fatalf("Err = %v, want nil", r.Err)
 			}
-			// The far side sees its connection end.
+			if tc.farRead == "" {
+				return
+			}
+			// The far side sees its connection end: with a reset after a
+			// failure, not with a clean end of stream.
 			server.SetReadDeadline(time.Now().Add(2 * time.Second))
-			if _, err := io.Copy(io.Discard, server); err != nil {
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() {
-					t.Fatal("server side still open after Splice returned")
-				}
+			_, err := io.Copy(io.Discard, server)
+			var ne net.Error
+			switch {
+			case errors.As(err, &ne) && ne.Timeout():
+				t.Fatal("server side still open after Splice returned")
+			case tc.farRead == "reset" && !errors.Is(err, syscall.ECONNRESET):
+				t.Fatalf("after %v the far side read %v, want a reset", r.Err, err)
+			case tc.farRead == "eof" && err != nil:
+				t.Fatalf("the far side read %v, want the client's clean end", err)
 			}
 		})
 	}
