@@ -55,8 +55,8 @@ The file is the agent's credential: keep it private.`,
 }
 
 func (a *app) addAgent(cmd *cobra.Command, name, out string) error {
-	if !auth.ValidName(name) {
-		return cli.Usage(fmt.Errorf("agent name %q: use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit", name))
+	if err := auth.CheckName("agent", name); err != nil {
+		return cli.Usage(err)
 	}
 	client, cfg, err := a.adminClient()
 	if err != nil {

@@ -308,19 +308,23 @@ func (c *conn) serve(ctx context.Context) error {
 	readErr := make(chan error, 1)
 	go func() { readErr <- c.readLoop() }()
 
+	// The connection's own context: when it ends, dials still in progress
+	// for its streams stop at once instead of delaying the reconnect.
+	connCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var streams sync.WaitGroup
 	acceptDone := make(chan struct{})
 	go func() {
 		defer close(acceptDone)
 		for {
-			st, err := c.sess.AcceptStream(ctx)
+			st, err := c.sess.AcceptStream(connCtx)
 			if err != nil {
 				return
 			}
 			streams.Add(1)
 			go func() {
 				defer streams.Done()
-				c.a.serveStream(ctx, st)
+				c.a.serveStream(connCtx, st)
 			}()
 		}
 	}()
@@ -356,6 +360,7 @@ loop:
 		}
 	}
 	c.sess.Close()
+	cancel()
 	if readErr != nil {
 		<-readErr
 	}

@@ -75,6 +75,7 @@ func TestDescribeDialErr(t *testing.T) {
 type pipeStream struct{ net.Conn }
 
 func (p pipeStream) CloseWrite() error { return p.Conn.Close() }
+func (p pipeStream) Reset() error      { return p.Conn.Close() }
 
 // TestOnlyDeclaredTargets: whatever the server asks, the agent dials only
 // the addresses its own config declares, by name.

@@ -61,6 +61,13 @@ func (s *Server) serveAgent(sess mux.Session) {
 	log = log.With(logging.KeyAgent, id.Name)
 
 	ctl, hello, err := s.readHello(sess)
+	if ctl != nil {
+		var guard sync.WaitGroup
+		guard.Add(1)
+		go func() { defer guard.Done(); s.refuseExtraStreams(sess, log) }()
+		defer guard.Wait()
+		defer sess.Close()
+	}
 	refuse := func(code proto.RefuseCode, msg string) {
 		log.Warn("agent refused", logging.KeyReason, msg, "code", string(code))
 		s.refuse(sess, ctl, code, msg)
@@ -144,7 +151,8 @@ func (s *Server) serveAgent(sess mux.Session) {
 	log.Info("agent disconnected", logging.KeyReason, reason, logging.KeyDuration, time.Since(ac.since).Round(time.Second))
 }
 
-// readHello waits for the control stream and its Hello.
+// readHello waits for the control stream and its Hello, together within
+// one handshake timeout; Close cuts the wait short.
 func (s *Server) readHello(sess mux.Session) (mux.Stream, *proto.Hello, error) {
 	ctx, cancel := context.WithTimeout(s.ctx, s.opt.HandshakeTimeout)
 	defer cancel()
@@ -152,7 +160,10 @@ func (s *Server) readHello(sess mux.Session) (mux.Stream, *proto.Hello, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("no control stream: %w", err)
 	}
-	ctl.SetReadDeadline(time.Now().Add(s.opt.HandshakeTimeout))
+	deadline, _ := ctx.Deadline()
+	ctl.SetReadDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { ctl.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
 	t, payload, err := proto.ReadFrame(ctl, s.opt.MaxHeaderSize)
 	if err != nil {
 		return ctl, nil, fmt.Errorf("read hello: %w", err)
@@ -166,6 +177,20 @@ func (s *Server) readHello(sess mux.Session) (mux.Stream, *proto.Hello, error) {
 	}
 	ctl.SetReadDeadline(time.Time{})
 	return ctl, &h, nil
+}
+
+// refuseExtraStreams ends the session when the agent opens a stream beyond
+// its control stream: the protocol has none, and streams nobody reads would
+// hold buffers (up to yamux's initial window each) for as long as the
+// session lives; the peer may not even be authenticated yet.
+func (s *Server) refuseExtraStreams(sess mux.Session, log *slog.Logger) {
+	st, err := sess.AcceptStream(s.ctx)
+	if err != nil {
+		return
+	}
+	st.Reset()
+	log.Warn("protocol violation: the agent opened an unexpected stream; closing its connection")
+	sess.Close()
 }
 
 // refuse tells the agent why it is refused and closes the connection once

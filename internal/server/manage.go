@@ -28,8 +28,8 @@ var (
 
 // AddAgent registers an agent by its key's fingerprint.
 func (s *Server) AddAgent(ctx context.Context, req admin.AddAgentRequest) (*admin.Agent, error) {
-	if !auth.ValidName(req.Name) {
-		return nil, invalid(fmt.Errorf("agent name %q: use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit", req.Name))
+	if err := auth.CheckName("agent", req.Name); err != nil {
+		return nil, invalid(err)
 	}
 	if !auth.ValidFingerprint(req.Fingerprint) {
 		return nil, invalid(fmt.Errorf("agent %q: %q is not a key fingerprint", req.Name, req.Fingerprint))
@@ -109,6 +109,8 @@ func (s *Server) AddRoute(ctx context.Context, req admin.AddRouteRequest) (*admi
 	if err := validateRoute(req); err != nil {
 		return nil, invalid(err)
 	}
+	s.routeMu.Lock()
+	defer s.routeMu.Unlock()
 	if _, err := s.store.Agent(ctx, req.Agent); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, invalid(fmt.Errorf("route %q: unknown agent %q (see `tunnel-server agent list`)", req.Name, req.Agent))
@@ -141,11 +143,11 @@ func (s *Server) AddRoute(ctx context.Context, req admin.AddRouteRequest) (*admi
 }
 
 func validateRoute(req admin.AddRouteRequest) error {
-	if !auth.ValidName(req.Name) {
-		return fmt.Errorf("route name %q: use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit", req.Name)
+	if err := auth.CheckName("route", req.Name); err != nil {
+		return err
 	}
-	if !auth.ValidName(req.Target) {
-		return fmt.Errorf("route %q: target %q is not a valid target name", req.Name, req.Target)
+	if err := auth.CheckName("target", req.Target); err != nil {
+		return fmt.Errorf("route %q: %w", req.Name, err)
 	}
 	host, port, err := net.SplitHostPort(req.Listen)
 	if err != nil {
@@ -176,12 +178,23 @@ func validateRoute(req admin.AddRouteRequest) error {
 // RemoveRoute removes a route and closes its listener. Sessions already
 // running through it go on until they end.
 func (s *Server) RemoveRoute(ctx context.Context, name string) error {
+	s.routeMu.Lock()
+	defer s.routeMu.Unlock()
 	if err := s.store.RemoveRoute(ctx, name); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	r := s.routes[name]
 	delete(s.routes, name)
+	// Removed routes are kept until their sessions end, for Close to wait
+	// for; those that have none left are forgotten now.
+	kept := s.retired[:0]
+	for _, old := range s.retired {
+		if old.active() > 0 {
+			kept = append(kept, old)
+		}
+	}
+	s.retired = kept
 	if r != nil {
 		s.retired = append(s.retired, r)
 	}

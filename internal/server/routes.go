@@ -122,6 +122,16 @@ func (r *route) stopListening() {
 	r.retryWG.Wait()
 }
 
+// active is the number of the route's client connections still served.
+func (r *route) active() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ln == nil {
+		return 0
+	}
+	return r.ln.Active()
+}
+
 // wait waits for the route's sessions to end.
 func (r *route) wait() {
 	r.mu.Lock()

@@ -102,6 +102,8 @@ type Server struct {
 
 	nextSession atomic.Uint64
 
+	routeMu sync.Mutex // serializes AddRoute and RemoveRoute: store and map change together
+
 	mu       sync.Mutex
 	agents   map[string]*agentConn // live connections, by agent name
 	routes   map[string]*route     // by route name
@@ -143,10 +145,11 @@ func (s *Server) lookupAgent(ctx context.Context, name string) (string, bool, er
 }
 
 // Open starts serving agents from ln and opens the listeners of every stored
-// route. ctx bounds the life of everything the server starts. A route whose
-// address cannot be bound is logged and retried in the background.
+// route. ctx bounds Open itself; what it starts runs until Close, so that a
+// signal can start a drain instead of cutting every session at once. A route
+// whose address cannot be bound is logged and retried in the background.
 func (s *Server) Open(ctx context.Context, ln mux.Listener) error {
-	s.ctx, s.cancel = context.WithCancel(ctx)
+	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	s.started = time.Now()
 	s.epoch = s.started
 	s.ln = ln
@@ -155,6 +158,9 @@ func (s *Server) Open(ctx context.Context, ln mux.Listener) error {
 		s.cancel()
 		return fmt.Errorf("load routes: %w", err)
 	}
+	// Session ids only need to differ between sessions of one server and
+	// be unlikely to repeat across restarts in the logs; a clock reading is
+	// enough, and wrapping around is harmless.
 	s.nextSession.Store(uint64(time.Now().UnixNano()) << 8)
 	for _, r := range routes {
 		s.startRoute(r)

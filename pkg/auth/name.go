@@ -1,5 +1,7 @@
 package auth
 
+import "fmt"
+
 // MaxNameLen is the longest valid agent, route or target name. It matches the
 // length limit of a DNS label, so a name can also be used as one.
 const MaxNameLen = 63
@@ -24,4 +26,14 @@ func ValidName(s string) bool {
 		}
 	}
 	return true
+}
+
+// CheckName returns nil when s is a [ValidName], else an error that names
+// the kind of name ("agent", "route", "target") and states the rule.
+func CheckName(kind, s string) error {
+	if ValidName(s) {
+		return nil
+	}
+	return fmt.Errorf("%s name %q: use 1-%d letters, digits, '.', '_' or '-', starting with a letter or digit",
+		kind, truncate(s, MaxNameLen+1), MaxNameLen)
 }

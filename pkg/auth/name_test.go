@@ -40,3 +40,13 @@ func TestValidName(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckName(t *testing.T) {
+	if err := CheckName("route", "acme-dw"); err != nil {
+		t.Fatal(err)
+	}
+	err := CheckName("route", "-bad")
+	if err == nil || err.Error() != `route name "-bad": use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit` {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -35,6 +36,7 @@ type Listener struct {
 	log      *slog.Logger
 	acceptWG sync.WaitGroup // the accept loop
 	connWG   sync.WaitGroup // connection handlers
+	active   atomic.Int64   // connection handlers running
 	closed   chan struct{}
 	once     sync.Once
 }
@@ -94,6 +96,9 @@ func (l *Listener) Close() error {
 // Wait waits for every accepted connection to end.
 func (l *Listener) Wait() { l.connWG.Wait() }
 
+// Active is the number of accepted connections still being served.
+func (l *Listener) Active() int { return int(l.active.Load()) }
+
 func (l *Listener) acceptLoop(ctx context.Context) {
 	defer l.acceptWG.Done()
 	var backoff time.Duration
@@ -126,8 +131,10 @@ func (l *Listener) acceptLoop(ctx context.Context) {
 			continue
 		}
 		l.connWG.Add(1)
+		l.active.Add(1)
 		go func() {
 			defer l.connWG.Done()
+			defer l.active.Add(-1)
 			l.serve(ctx, conn, client)
 		}()
 	}
