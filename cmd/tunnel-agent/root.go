@@ -86,6 +86,8 @@ func (a *app) load(log *slog.Logger) (*config.Agent, *agent.Agent, error) {
 		MaxSessions:      cfg.Agent.MaxSessions,
 		DialTimeout:      cfg.Agent.DialTimeout.Duration,
 		HandshakeTimeout: cfg.Agent.HandshakeTimeout.Duration,
+		HalfCloseTimeout: cfg.Agent.HalfCloseTimeout.Duration,
+		MaxHeaderSize:    cfg.Agent.MaxHeaderSize,
 		Logger:           log,
 	})
 	if err != nil {

@@ -63,9 +63,16 @@ type AgentSelf struct {
 	MaxSessions int `toml:"max_sessions"`
 	// DialTimeout bounds dialing a target. Zero means DefaultDialTimeout.
 	DialTimeout Duration `toml:"dial_timeout"`
-	// HandshakeTimeout bounds connecting and authenticating to the server.
-	// Zero means DefaultHandshakeTimeout.
+	// HandshakeTimeout bounds connecting and authenticating to the server,
+	// and reading a session's header. Zero means DefaultHandshakeTimeout.
 	HandshakeTimeout Duration `toml:"handshake_timeout"`
+	// HalfCloseTimeout bounds how long a session may stay half-closed.
+	// Zero means DefaultHalfCloseTimeout.
+	HalfCloseTimeout Duration `toml:"half_close_timeout"`
+	// MaxHeaderSize bounds every tunnel protocol message the agent reads,
+	// in bytes, from MinHeaderSizeLimit to MaxHeaderSizeLimit. Zero means
+	// DefaultMaxHeaderSize.
+	MaxHeaderSize int `toml:"max_header_size"`
 }
 
 // Target is one [[targets]] entry: a name routes refer to and the only
@@ -103,6 +110,12 @@ func (c *Agent) ApplyDefaults() {
 	}
 	if a.HandshakeTimeout.Duration == 0 {
 		a.HandshakeTimeout.Duration = DefaultHandshakeTimeout
+	}
+	if a.HalfCloseTimeout.Duration == 0 {
+		a.HalfCloseTimeout.Duration = DefaultHalfCloseTimeout
+	}
+	if a.MaxHeaderSize == 0 {
+		a.MaxHeaderSize = DefaultMaxHeaderSize
 	}
 }
 
@@ -149,6 +162,12 @@ func (c *Agent) validate() []*Error {
 	check("agent.dial_timeout", fmt.Sprintf("(%v)", a.DialTimeout), negative(a.DialTimeout.Duration < 0, DefaultDialTimeout))
 	check("agent.handshake_timeout", fmt.Sprintf("(%v)", a.HandshakeTimeout),
 		negative(a.HandshakeTimeout.Duration < 0, DefaultHandshakeTimeout))
+	check("agent.half_close_timeout", fmt.Sprintf("(%v)", a.HalfCloseTimeout),
+		negative(a.HalfCloseTimeout.Duration < 0, DefaultHalfCloseTimeout))
+	if n := a.MaxHeaderSize; n != 0 && (n < MinHeaderSizeLimit || n > MaxHeaderSizeLimit) {
+		check("agent.max_header_size", fmt.Sprintf("(%d)", n), fmt.Sprintf(
+			"must be from %d to %d bytes (0 means the default, %d)", MinHeaderSizeLimit, MaxHeaderSizeLimit, DefaultMaxHeaderSize))
+	}
 
 	first := map[string]int{}
 	for i, t := range c.Targets {

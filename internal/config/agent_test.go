@@ -205,6 +205,16 @@ func TestParseAgentErrors(t *testing.T) {
 			want: []string{`agent.dial_timeout (-1s): must not be negative`},
 		},
 		{
+			name: "negative half-close timeout",
+			doc:  edit(validAgent, "\n\n[[targets]]", "\nhalf_close_timeout = \"-5s\"\n\n[[targets]]"),
+			want: []string{`agent.half_close_timeout (-5s): must not be negative`},
+		},
+		{
+			name: "header size out of bounds",
+			doc:  edit(validAgent, "\n\n[[targets]]", "\nmax_header_size = 100\n\n[[targets]]"),
+			want: []string{`agent.max_header_size (100): must be from 2048 to 65535 bytes`},
+		},
+		{
 			name: "max sessions of the wrong type",
 			doc:  edit(validAgent, "\n\n[[targets]]", "\nmax_sessions = \"many\"\n\n[[targets]]"),
 			want: []string{`tunnel-agent.toml:{max_sessions}: agent.max_sessions: want an integer, got a string`},
@@ -380,6 +390,8 @@ func TestParseAgentValues(t *testing.T) {
 				MaxSessions:      10000,
 				DialTimeout:      Duration{10 * time.Second},
 				HandshakeTimeout: Duration{10 * time.Second},
+				HalfCloseTimeout: Duration{30 * time.Second},
+				MaxHeaderSize:    4096,
 			},
 			Targets: []Target{
 				{Name: "warehouse", Address: "10.0.0.5:5432"},

@@ -265,6 +265,10 @@ key = {{multiline .KeyPEM}}
 # dial_timeout = {{toml .Defaults.Agent.DialTimeout.String}}
 # Bound on connecting and authenticating to the server:
 # handshake_timeout = {{toml .Defaults.Agent.HandshakeTimeout.String}}
+# How long a session may stay half-closed:
+# half_close_timeout = {{toml .Defaults.Agent.HalfCloseTimeout.String}}
+# Largest tunnel protocol message read, in bytes:
+# max_header_size = {{.Defaults.Agent.MaxHeaderSize}}
 
 # Targets are the only addresses this agent will ever dial. A route on the
 # server names a target of this agent, never an address: the agent dials

@@ -1,0 +1,26 @@
+package config
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// The example configs at the top of the repository stay valid, and set
+// every key to what the defaults would be.
+func TestExamples(t *testing.T) {
+	agent, err := LoadAgent(filepath.Join("..", "..", "testdata", "tunnel-agent.example.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(agent.Targets) != 2 || agent.Agent.HalfCloseTimeout.Duration != 30*time.Second || agent.Agent.MaxHeaderSize != 4096 {
+		t.Errorf("agent example: %+v", agent.Agent)
+	}
+	srv, err := LoadServer(filepath.Join("..", "..", "testdata", "tunnel-server.example.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if srv.Limits != DefaultServer().Limits {
+		t.Errorf("server example limits %+v differ from the defaults %+v", srv.Limits, DefaultServer().Limits)
+	}
+}
