@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -68,7 +69,7 @@ func (q *quickstart) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := os.RemoveAll(dir); err != nil {
+	if err := resetDir(dir); err != nil {
 		return err
 	}
 	q.bin = filepath.Join(dir, "bin")
@@ -233,6 +234,31 @@ func appendTarget(path, name, addr string) error {
 		err = cerr
 	}
 	return err
+}
+
+// marker is the file that says a directory is the quickstart's to empty.
+const marker = ".tunnel-quickstart"
+
+// resetDir empties dir for a new run, but only if it is missing, empty, or
+// was made by an earlier run: --dir must never wipe someone's files.
+func resetDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return err
+	case len(entries) > 0:
+		if _, err := os.Stat(filepath.Join(dir, marker)); err != nil {
+			return fmt.Errorf("%s is not empty and was not made by tunnel-quickstart; choose another --dir", dir)
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, marker), nil, 0o600)
 }
 
 // moduleRoot finds the directory of go.mod, from the working directory up.

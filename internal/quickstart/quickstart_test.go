@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -91,4 +93,26 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+func TestResetDirRefusesForeignFiles(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "precious.txt"), []byte("x"), 0o600)
+	if err := resetDir(dir); err == nil {
+		t.Fatal("resetDir emptied a directory it did not make")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "precious.txt")); err != nil {
+		t.Fatal("the file is gone")
+	}
+	own := filepath.Join(t.TempDir(), "qs")
+	if err := resetDir(own); err != nil { // made
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(own, "old"), nil, 0o600)
+	if err := resetDir(own); err != nil { // reused
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(own, "old")); err == nil {
+		t.Fatal("a run's own directory was not emptied")
+	}
 }
