@@ -2,8 +2,12 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"fmt"
 	"io"
 	"net"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,30 +16,72 @@ import (
 )
 
 // TestBulkBothWays moves 256 MiB each way through one session at the same
-// time and compares checksums at both ends.
+// time and compares checksums at both ends: what the client sent with what
+// the target received, and what the target sent with what the client
+// received.
 func TestBulkBothWays(t *testing.T) {
 	size := int64(256 << 20)
 	if testing.Short() {
 		size = 16 << 20
 	}
+	type sums struct{ sent, received []byte }
+	atTarget := make(chan sums, 1)
+	target := serveTCP(t, func(c net.Conn) {
+		var s sums
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			h := sha256.New()
+			io.Copy(h, c)
+			s.received = h.Sum(nil)
+		}()
+		h := sha256.New()
+		io.Copy(io.MultiWriter(c, h), &patternReader{n: size, seed: 2})
+		c.(*net.TCPConn).CloseWrite()
+		s.sent = h.Sum(nil)
+		<-done
+		atTarget <- s
+	})
 	e := newEnv(t, testServerOptions())
-	e.agent("a1", "echo="+echoServer(t))
+	e.agent("a1", "bulk="+target)
 	e.online("a1")
-	addr := e.route("bulk", "a1", "echo")
-
-	conn, err := net.Dial("tcp", addr)
+	conn, err := net.Dial("tcp", e.route("bulk", "a1", "bulk"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
+
 	start := time.Now()
-	if err := checksumExchange(conn, size, 7); err != nil {
+	var client sums
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h := sha256.New()
+		n, _ := io.Copy(h, conn)
+		if n != size {
+			t.Errorf("client received %d bytes, want %d", n, size)
+		}
+		client.received = h.Sum(nil)
+	}()
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(conn, h), &patternReader{n: size, seed: 1}); err != nil {
 		t.Fatal(err)
+	}
+	conn.(*net.TCPConn).CloseWrite()
+	client.sent = h.Sum(nil)
+	<-done
+	tgt := <-atTarget
+	if !bytes.Equal(client.sent, tgt.received) {
+		t.Error("what the target received differs from what the client sent")
+	}
+	if !bytes.Equal(tgt.sent, client.received) {
+		t.Error("what the client received differs from what the target sent")
 	}
 	t.Logf("%d MiB each way in %v", size>>20, time.Since(start).Round(time.Millisecond))
 	line := e.log.waitFor(t, 5*time.Second, "session ended", "module=server", "route=bulk")
-	if !bytes.Contains([]byte(line), []byte("bytes_up=268435456")) && !testing.Short() {
-		t.Errorf("session end not logged with its byte counts: %s", line)
+	want := fmt.Sprintf("bytes_up=%d bytes_down=%d", size, size)
+	if !strings.Contains(line, want) {
+		t.Errorf("session end not logged with its byte counts (%s): %s", want, line)
 	}
 }
 
@@ -112,11 +158,23 @@ func TestHalfCloseThroughTunnel(t *testing.T) {
 // server stop, no goroutine is left behind.
 func TestGoroutinesReturnToBaseline(t *testing.T) {
 	echo := echoServer(t)
-	leakcheck.Check(t) // runs after the cleanups registered below
+	leakcheck.Check(t) // after the engines stop too: runs after the cleanups below
 	e := newEnv(t, testServerOptions())
 	e.agent("a1", "echo="+echo)
 	e.online("a1")
 	addr := e.route("g", "a1", "echo")
+	// Warm up, so that what exists while idle exists before the baseline.
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checksumExchange(c, 1000, 1); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	time.Sleep(200 * time.Millisecond)
+	base := runtime.NumGoroutine()
+
 	var wg sync.WaitGroup
 	for i := range 20 {
 		wg.Add(1)
@@ -134,4 +192,10 @@ func TestGoroutinesReturnToBaseline(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	// With the engines still running, the sessions' goroutines are gone
+	// once the sessions end, on both sides.
+	if n, ok := leakcheck.WaitFor(base, 5*time.Second); !ok {
+		buf := make([]byte, 1<<20)
+		t.Fatalf("%d goroutines after the sessions ended, %d before:\n%s", n, base, buf[:runtime.Stack(buf, true)])
+	}
 }

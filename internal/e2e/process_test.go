@@ -345,6 +345,30 @@ func TestBinaries(t *testing.T) {
 		}
 	})
 
+	t.Run("SIGTERM drains", func(t *testing.T) {
+		inFlight, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer inFlight.Close()
+		inFlight.Write([]byte("x"))
+		inFlight.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := inFlight.Read(make([]byte, 1)); err != nil {
+			t.Fatal(err)
+		}
+		c.server.cmd.Process.Signal(syscall.SIGTERM)
+		c.server.log.waitFor(t, 5*time.Second, "draining sessions", "sessions=1")
+		if err := checksumExchange(inFlight, 100_000, 4); err != nil {
+			t.Fatalf("the session in flight broke during the drain: %v", err)
+		}
+		inFlight.Close()
+		if code := c.server.wait(t, 10*time.Second); code != 0 {
+			t.Fatalf("server exit code %d after a drain", code)
+		}
+		c.startServer(t)
+		c.waitOnline(t, 15*time.Second)
+	})
+
 	t.Run("disabled agent exits non-zero saying why", func(t *testing.T) {
 		if r := c.srv(t, "agent", "disable", "acme"); r.code != 0 {
 			t.Fatalf("disable: %d %s", r.code, r.stderr)
