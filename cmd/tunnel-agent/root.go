@@ -39,20 +39,8 @@ agent; wrong key).`,
 	root.SetFlagErrorFunc(cli.FlagErrors)
 	root.SetVersionTemplate("tunnel-agent {{.Version}}\n")
 	a.Register(root, config.AgentFile)
-	root.AddCommand(a.runCmd(), a.checkCmd(), versionCmd())
+	root.AddCommand(a.runCmd(), a.checkCmd(), cli.VersionCmd("tunnel-agent"))
 	return root
-}
-
-func versionCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version, commit and Go version",
-		Args:  cli.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintf(cmd.OutOrStdout(), "tunnel-agent %s\n", version.Get())
-			return nil
-		},
-	}
 }
 
 // load finds and loads the config and builds the engine from it.

@@ -47,21 +47,9 @@ named in the same config file.`,
 		a.agentCmd(),
 		a.routeCmd(),
 		a.statusCmd(),
-		versionCmd(),
+		cli.VersionCmd("tunnel-server"),
 	)
 	return root
-}
-
-func versionCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version, commit and Go version",
-		Args:  cli.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintf(cmd.OutOrStdout(), "tunnel-server %s\n", version.Get())
-			return nil
-		},
-	}
 }
 
 // loadConfig finds and loads the server config.

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tunnelrelay/tunnel/internal/logging"
+	"github.com/tunnelrelay/tunnel/internal/version"
 )
 
 // Exit codes.
@@ -121,4 +122,17 @@ func ExactArgs(n int) cobra.PositionalArgs {
 // NoArgs is cobra.NoArgs with a usage exit code.
 func NoArgs(cmd *cobra.Command, args []string) error {
 	return Usage(cobra.NoArgs(cmd, args))
+}
+
+// VersionCmd is the `version` command of the binary called name.
+func VersionCmd(name string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version, commit and Go version",
+		Args:  NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", name, version.Get())
+			return nil
+		},
+	}
 }
