@@ -257,9 +257,7 @@ func (a *Agent) hello(ctx context.Context, sess mux.Session, probe bool) (*conn,
 	if err != nil {
 		return nil, err
 	}
-	deadline, _ := ctx.Deadline()
-	ctl.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { ctl.SetDeadline(time.Unix(1, 0)) })
+	stop := mux.BindDeadline(ctx, ctl)
 	defer stop()
 	hello := &proto.Hello{
 		Version:      proto.Version,

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnelrelay/tunnel/internal/testutil/tcptest"
+
 	"github.com/tunnelrelay/tunnel/internal/testutil/leakcheck"
 )
 
@@ -52,7 +54,7 @@ func TestTransferEveryPath(t *testing.T) {
 // a fast result.
 func TestTransferShort(t *testing.T) {
 	leakcheck.Check(t)
-	target := serveTCP(t, func(c *net.TCPConn) {
+	target := tcptest.Serve(t, func(c *net.TCPConn) {
 		var hdr [9]byte
 		if _, err := io.ReadFull(c, hdr[:]); err != nil {
 			return

@@ -5,41 +5,13 @@ import (
 	"context"
 	"io"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/tunnelrelay/tunnel/internal/testutil/tcptest"
+
 	"github.com/tunnelrelay/tunnel/internal/testutil/leakcheck"
 )
-
-// serveTCP runs handler for every connection to a new loopback listener
-// until the test ends.
-func serveTCP(t *testing.T, handler func(*net.TCPConn)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				handler(c.(*net.TCPConn))
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
 
 func startRelay(t *testing.T, target string) *Relay {
 	t.Helper()
@@ -70,7 +42,7 @@ func TestRelayBothWays(t *testing.T) {
 	up := pattern(size, 1)
 	down := pattern(size, 2)
 	gotUp := make(chan []byte, 1)
-	target := serveTCP(t, func(c *net.TCPConn) {
+	target := tcptest.Serve(t, func(c *net.TCPConn) {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
@@ -111,7 +83,7 @@ func TestRelayBothWays(t *testing.T) {
 // as EOF while the target's reply, sent after it, still reaches the client.
 func TestRelayHalfClose(t *testing.T) {
 	leakcheck.Check(t)
-	target := serveTCP(t, func(c *net.TCPConn) {
+	target := tcptest.Serve(t, func(c *net.TCPConn) {
 		req, err := io.ReadAll(c) // returns at the client's half-close
 		if err != nil {
 			return
@@ -141,7 +113,7 @@ func TestRelayHalfClose(t *testing.T) {
 // TLS connection, and they run at the same time.
 func TestRelaySessions(t *testing.T) {
 	leakcheck.Check(t)
-	target := serveTCP(t, func(c *net.TCPConn) {
+	target := tcptest.Serve(t, func(c *net.TCPConn) {
 		io.Copy(c, c)
 		c.CloseWrite()
 	})
@@ -166,7 +138,7 @@ func TestRelaySessions(t *testing.T) {
 // TestRelayClose checks that Close ends sessions in progress and returns.
 func TestRelayClose(t *testing.T) {
 	leakcheck.Check(t)
-	target := serveTCP(t, func(c *net.TCPConn) { io.Copy(io.Discard, c) })
+	target := tcptest.Serve(t, func(c *net.TCPConn) { io.Copy(io.Discard, c) })
 	r, err := StartRelay(context.Background(), target)
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnelrelay/tunnel/internal/testutil/tcptest"
+
 	"github.com/tunnelrelay/tunnel/internal/testutil/leakcheck"
 )
 
@@ -26,7 +28,7 @@ func TestBulkBothWays(t *testing.T) {
 	}
 	type sums struct{ sent, received []byte }
 	atTarget := make(chan sums, 1)
-	target := serveTCP(t, func(c net.Conn) {
+	target := tcptest.Serve(t, func(c *net.TCPConn) {
 		var s sums
 		done := make(chan struct{})
 		go func() {
@@ -37,7 +39,7 @@ func TestBulkBothWays(t *testing.T) {
 		}()
 		h := sha256.New()
 		io.Copy(io.MultiWriter(c, h), &patternReader{n: size, seed: 2})
-		c.(*net.TCPConn).CloseWrite()
+		c.CloseWrite()
 		s.sent = h.Sum(nil)
 		<-done
 		atTarget <- s
@@ -89,7 +91,7 @@ func TestBulkBothWays(t *testing.T) {
 // checksum, through one agent.
 func TestConcurrentSessions(t *testing.T) {
 	e := newEnv(t, testServerOptions())
-	e.agent("a1", "echo="+echoServer(t))
+	e.agent("a1", "echo="+tcptest.Echo(t))
 	e.online("a1")
 	addr := e.route("many", "a1", "echo")
 
@@ -123,13 +125,13 @@ func TestConcurrentSessions(t *testing.T) {
 // still receives the whole answer.
 func TestHalfCloseThroughTunnel(t *testing.T) {
 	response := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
-	target := serveTCP(t, func(c net.Conn) {
+	target := tcptest.Serve(t, func(c *net.TCPConn) {
 		req, err := io.ReadAll(c)
 		if err != nil || string(req) != "SELECT everything" {
 			return
 		}
 		c.Write(response)
-		c.(*net.TCPConn).CloseWrite()
+		c.CloseWrite()
 		io.Copy(io.Discard, c)
 	})
 	e := newEnv(t, testServerOptions())
@@ -157,7 +159,7 @@ func TestHalfCloseThroughTunnel(t *testing.T) {
 // TestGoroutinesReturnToBaseline: after sessions end and the agent and
 // server stop, no goroutine is left behind.
 func TestGoroutinesReturnToBaseline(t *testing.T) {
-	echo := echoServer(t)
+	echo := tcptest.Echo(t)
 	leakcheck.Check(t) // after the engines stop too: runs after the cleanups below
 	e := newEnv(t, testServerOptions())
 	e.agent("a1", "echo="+echo)

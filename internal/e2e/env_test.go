@@ -181,44 +181,6 @@ func (e *env) isOnline(name string) bool {
 	return false
 }
 
-// echoServer serves TCP echo on loopback: everything read is written back,
-// and the end of input is passed on with a half-close.
-func echoServer(t testing.TB) string {
-	t.Helper()
-	return serveTCP(t, func(c net.Conn) {
-		io.Copy(c, c)
-		c.(*net.TCPConn).CloseWrite()
-	})
-}
-
-// serveTCP runs handler for every connection to a new loopback listener.
-func serveTCP(t testing.TB, handler func(net.Conn)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				handler(c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 // expectClosed asserts that the server closes conn (EOF or reset) within
 // d without sending anything.
 func expectClosed(t *testing.T, conn net.Conn, d time.Duration) {

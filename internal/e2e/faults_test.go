@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnelrelay/tunnel/internal/testutil/tcptest"
+
 	"github.com/tunnelrelay/tunnel/internal/admin"
 	"github.com/tunnelrelay/tunnel/internal/harness"
 	"github.com/tunnelrelay/tunnel/internal/proto"
@@ -113,7 +115,7 @@ func TestRefusedAgents(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, testServerOptions())
-			a := e.agentWith(tc.setup(e), "db="+echoServer(t))
+			a := e.agentWith(tc.setup(e), "db="+tcptest.Echo(t))
 			if tc.live != nil {
 				e.online("ghost")
 				tc.live(e)
@@ -188,7 +190,7 @@ func TestGarbageOnAgentPort(t *testing.T) {
 // logs route, agent and reason.
 func TestRouteFailures(t *testing.T) {
 	e := newEnv(t, testServerOptions())
-	e.agent("up", "db="+echoServer(t))
+	e.agent("up", "db="+tcptest.Echo(t))
 	e.online("up")
 	key, _ := auth.NewAgentKey()
 	if _, err := e.srv.AddAgent(e.ctx, admin.AddAgentRequest{Name: "down", Fingerprint: key.Fingerprint()}); err != nil {
@@ -218,7 +220,7 @@ func TestRouteFailures(t *testing.T) {
 // agent goes on undisturbed.
 func TestTargetUnreachable(t *testing.T) {
 	e := newEnv(t, testServerOptions())
-	e.agent("a1", "echo="+echoServer(t), "refusing="+blackhole.RefusedAddr(t), "silent="+blackhole.Listen(t))
+	e.agent("a1", "echo="+tcptest.Echo(t), "refusing="+blackhole.RefusedAddr(t), "silent="+blackhole.Listen(t))
 	e.online("a1")
 	echoAddr := e.route("echo", "a1", "echo")
 
@@ -295,7 +297,7 @@ func TestSilentTunnel(t *testing.T) {
 	opt := testServerOptions()
 	e := newEnv(t, opt)
 	proxy := faultproxy.New(t, e.srv.Addr)
-	e.agentWith(harness.AgentConfig{Name: "a1", Via: func() string { return proxy.Addr() }}, "echo="+echoServer(t))
+	e.agentWith(harness.AgentConfig{Name: "a1", Via: func() string { return proxy.Addr() }}, "echo="+tcptest.Echo(t))
 	e.online("a1")
 	addr := e.route("r", "a1", "echo")
 	c, err := net.Dial("tcp", addr)
@@ -330,7 +332,7 @@ func TestSilentTunnel(t *testing.T) {
 // "already connected", which both sides log; the first keeps serving.
 func TestDuplicateAgent(t *testing.T) {
 	e := newEnv(t, testServerOptions())
-	echo := echoServer(t)
+	echo := tcptest.Echo(t)
 	first := e.agent("a1", "echo="+echo)
 	e.online("a1")
 	second := e.agentWith(harness.AgentConfig{Name: "a1", Key: first.Key}, "echo="+echo)
@@ -370,7 +372,7 @@ func TestStaleConnectionReplaced(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, opt)
-			echo := echoServer(t)
+			echo := tcptest.Echo(t)
 			proxy := faultproxy.New(t, e.srv.Addr)
 			var dials atomic.Int32
 			var (
@@ -427,7 +429,7 @@ func TestStaleConnectionReplaced(t *testing.T) {
 // before a byte is read, and no stream is opened for it.
 func TestAllow(t *testing.T) {
 	e := newEnv(t, testServerOptions())
-	e.agent("a1", "echo="+echoServer(t))
+	e.agent("a1", "echo="+tcptest.Echo(t))
 	e.online("a1")
 	for _, tc := range []struct {
 		name  string
@@ -473,7 +475,7 @@ func TestSessionLimits(t *testing.T) {
 	opt := testServerOptions()
 	opt.MaxSessionsPerAgent = 2
 	e := newEnv(t, opt)
-	e.agent("a1", "echo="+echoServer(t))
+	e.agent("a1", "echo="+tcptest.Echo(t))
 	e.online("a1")
 	r, err := e.srv.Server.AddRoute(e.ctx, admin.AddRouteRequest{Name: "one", Agent: "a1", Target: "echo", Listen: "127.0.0.1:0", MaxSessions: 1})
 	if err != nil {
@@ -508,7 +510,7 @@ func TestSessionLimits(t *testing.T) {
 // no operator action.
 func TestRestarts(t *testing.T) {
 	e := newEnv(t, testServerOptions())
-	echo := echoServer(t)
+	echo := tcptest.Echo(t)
 	a := e.agent("a1", "echo="+echo)
 	e.online("a1")
 	addr := e.route("r", "a1", "echo")
@@ -563,14 +565,14 @@ func TestRestarts(t *testing.T) {
 func TestResetPropagates(t *testing.T) {
 	e := newEnv(t, testServerOptions())
 	targetSaw := make(chan error, 1)
-	target := serveTCP(t, func(c net.Conn) {
+	target := tcptest.Serve(t, func(c *net.TCPConn) {
 		var first [1]byte
 		io.ReadFull(c, first[:])
 		switch first[0] {
 		case 'R': // send some, then reset
 			c.Write(make([]byte, 100_000))
 			time.Sleep(50 * time.Millisecond)
-			c.(*net.TCPConn).SetLinger(0)
+			c.SetLinger(0)
 		case 'W': // wait for the client to go away
 			c.SetReadDeadline(time.Now().Add(10 * time.Second))
 			_, err := io.Copy(io.Discard, c)

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnelrelay/tunnel/internal/testutil/tcptest"
+
 	"github.com/tunnelrelay/tunnel/internal/admin"
 	"github.com/tunnelrelay/tunnel/internal/proto"
 	"github.com/tunnelrelay/tunnel/pkg/auth"
@@ -86,7 +88,7 @@ func TestStallsAfterTLS(t *testing.T) {
 // on until they end or the drain timeout passes.
 func TestDrain(t *testing.T) {
 	e := newEnv(t, testServerOptions())
-	e.agent("a1", "echo="+echoServer(t))
+	e.agent("a1", "echo="+tcptest.Echo(t))
 	e.online("a1")
 	addr := e.route("r", "a1", "echo")
 
@@ -131,7 +133,7 @@ func TestDrain(t *testing.T) {
 // TestDrainTimeout: a session that outlives the drain is closed.
 func TestDrainTimeout(t *testing.T) {
 	e := newEnv(t, testServerOptions())
-	e.agent("a1", "echo="+echoServer(t))
+	e.agent("a1", "echo="+tcptest.Echo(t))
 	e.online("a1")
 	c, err := net.Dial("tcp", e.route("r", "a1", "echo"))
 	if err != nil {

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tunnelrelay/tunnel/internal/testutil/tcptest"
 )
 
 // These tests run the built binaries, exactly as a user would.
@@ -249,7 +251,7 @@ func exchangeWithin(t *testing.T, addr string, within time.Duration) time.Durati
 // agent add, check, run, route add, traffic, status; then kills the agent
 // and the server with SIGKILL and restarts them.
 func TestBinaries(t *testing.T) {
-	echo := echoServer(t)
+	echo := tcptest.Echo(t)
 	c := newCluster(t, map[string]string{"echo": echo})
 
 	r := run(t, "tunnel-agent", "check", "--config", c.agentCfg)

@@ -14,18 +14,18 @@
 //     happens before Welcome: no data stream is opened for an agent that has
 //     not been welcomed.
 //  4. An agent has one live connection per server. When a second one
-//     arrives, the server pings the first: if both come from the same agent
-//     process (equal Hello instance) the new one replaces the old one at
-//     once; otherwise it replaces it only if the old one does not answer
-//     within the liveness timeout (default 2 seconds), and else the new one
-//     is refused with already_connected.
+//     arrives from the same agent process (equal Hello instance), it
+//     replaces the old one at once; from another process, the server pings
+//     the old one and the new one replaces it only if the old one does not
+//     answer within the liveness timeout (default 2 seconds), and is refused
+//     with already_connected otherwise.
 //  5. While the connection lives the server sends Ping on the control stream
 //     every heartbeat interval and the agent answers Pong. Each side gives up
 //     on the connection when no byte at all has arrived on it for the
 //     heartbeat timeout: pings keep an idle connection talking, and under
 //     load the data itself proves the peer alive. The server may send Refuse
-//     at any time, when the agent is removed or disabled, and then closes the
-//     connection.
+//     at any time, when the agent is removed or disabled, and closes the
+//     connection once the agent hangs up, or after 2 seconds.
 //  6. For every client connection the server opens a data stream and sends
 //     Open (session id, target name, client address, route name). The agent
 //     checks the target against its own config, dials it, and answers Reply:

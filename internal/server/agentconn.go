@@ -160,9 +160,7 @@ func (s *Server) readHello(sess mux.Session) (mux.Stream, *proto.Hello, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("no control stream: %w", err)
 	}
-	deadline, _ := ctx.Deadline()
-	ctl.SetReadDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { ctl.SetReadDeadline(time.Unix(1, 0)) })
+	stop := mux.BindDeadline(ctx, ctl)
 	defer stop()
 	t, payload, err := proto.ReadFrame(ctl, s.opt.MaxHeaderSize)
 	if err != nil {
@@ -175,7 +173,7 @@ func (s *Server) readHello(sess mux.Session) (mux.Stream, *proto.Hello, error) {
 	if err := proto.DecodeJSON(t, payload, &h); err != nil {
 		return ctl, nil, err
 	}
-	ctl.SetReadDeadline(time.Time{})
+	ctl.SetDeadline(time.Time{})
 	return ctl, &h, nil
 }
 

@@ -123,11 +123,8 @@ func (s *Server) openStream(ctx context.Context, ac *agentConn, open *proto.Open
 	if err != nil {
 		return nil, fmt.Errorf("open stream to agent: %w", err)
 	}
-	// The deadline bounds both the write and the wait for the reply; the
-	// context can end the wait sooner.
-	deadline, _ := ctx.Deadline()
-	st.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { st.SetDeadline(time.Unix(1, 0)) })
+	// The context bounds both the write and the wait for the reply.
+	stop := mux.BindDeadline(ctx, st)
 	defer stop()
 	if err := proto.WriteOpen(st, open); err != nil {
 		st.Close()

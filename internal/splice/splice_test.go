@@ -7,10 +7,11 @@ import (
 	"errors"
 	"io"
 	"net"
-	"runtime"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tunnelrelay/tunnel/internal/testutil/leakcheck"
 )
 
 // tcpPair returns the two ends of a loopback TCP connection.
@@ -56,7 +57,7 @@ func waitResult(t *testing.T, ch <-chan Result, within time.Duration) Result {
 }
 
 func TestHalfCloseExchange(t *testing.T) {
-	base := runtime.NumGoroutine()
+	leakcheck.Check(t)
 	var counters Counters
 	client, server, result := relay(t, context.Background(), Options{Counters: &counters})
 
@@ -107,9 +108,6 @@ func TestHalfCloseExchange(t *testing.T) {
 	if counters.AToB.Load() != r.AToB || counters.BToA.Load() != r.BToA {
 		t.Errorf("live counters %d/%d differ from result", counters.AToB.Load(), counters.BToA.Load())
 	}
-	client.Close()
-	server.Close()
-	waitGoroutines(t, base)
 }
 
 func TestEnds(t *testing.T) {
@@ -229,16 +227,4 @@ func BenchmarkSplice(b *testing.B) {
 	}
 	client.Close()
 	<-done
-}
-
-func waitGoroutines(t *testing.T, base int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > base {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<16)
-			t.Fatalf("%d goroutines, baseline %d:\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

@@ -14,7 +14,6 @@ package dbproxy
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -97,15 +96,6 @@ func (e *RouteError) Error() string {
 		return e.Code.String()
 	}
 	return e.Code.String() + ": " + e.Reason
-}
-
-// CodeOf returns the ErrorCode of err, ErrInternal when it carries none.
-func CodeOf(err error) ErrorCode {
-	var oe *RouteError
-	if errors.As(err, &oe) {
-		return oe.Code
-	}
-	return ErrInternal
 }
 
 // ParseAllow parses CIDRs (or single addresses) for Listener.Allow.

@@ -181,3 +181,13 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
+
+// BindDeadline bounds c's reads and writes by ctx: c's deadline becomes
+// ctx's, and ctx ending wakes blocked reads and writes at once. The returned
+// stop disarms the wake-up (not the deadline) and reports whether it was
+// still armed, like the stop of context.AfterFunc.
+func BindDeadline(ctx context.Context, c net.Conn) (stop func() bool) {
+	deadline, _ := ctx.Deadline()
+	c.SetDeadline(deadline)
+	return context.AfterFunc(ctx, func() { c.SetDeadline(pastDeadline) })
+}

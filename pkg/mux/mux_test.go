@@ -655,3 +655,31 @@ func TestInjectBetweenFrames(t *testing.T) {
 		}
 	}
 }
+
+func TestBindDeadline(t *testing.T) {
+	client, server := pair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := client.OpenStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	st.Write([]byte("x"))
+	if _, err := server.AcceptStream(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bctx, bcancel := context.WithCancel(ctx)
+	stop := BindDeadline(bctx, st)
+	defer stop()
+	go func() { time.Sleep(50 * time.Millisecond); bcancel() }()
+	start := time.Now()
+	_, err = st.Read(make([]byte, 1))
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("read: %v, want a timeout once the context ended", err)
+	}
+	if el := time.Since(start); el > 2*time.Second {
+		t.Fatalf("woke after %v", el)
+	}
+}
