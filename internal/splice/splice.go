@@ -6,9 +6,18 @@
 // flowing, for at most HalfCloseTimeout. A failure is passed on as a failure:
 // when either side errs, both are reset (a stream's Reset, a TCP connection
 // closed with SO_LINGER 0), so the far ends see a reset, never a clean end of
-// a truncated exchange. Buffers come from a pool and are
-// used directly: io.Copy would hand the copy to *net.TCPConn's ReadFrom or
-// WriteTo, which ignore a supplied buffer and allocate their own.
+// a truncated exchange.
+//
+// A session costs little while it is idle and moves bulk cheaply while it is
+// busy. Each direction reads into a pooled buffer used directly (io.Copy
+// would hand the copy to *net.TCPConn's ReadFrom or WriteTo, which ignore a
+// supplied buffer and allocate their own). A direction starts with a small
+// buffer and takes a large one once a read fills the small one, so bulk
+// moves in large frames and few syscalls. A direction that has read nothing
+// for IdleAfter gives its buffer back and waits for the next byte without
+// one (see wait.go), so ten thousand idle sessions hold no buffers at all.
+// One direction runs on the caller's goroutine and one on a goroutine of its
+// own: two goroutines per session.
 package splice
 
 import (
@@ -26,13 +35,22 @@ import (
 // other has ended.
 const DefaultHalfCloseTimeout = 30 * time.Second
 
-// BufferSize is the size of the pooled copy buffers. Two TLS records hold
-// 32 KiB of plaintext; the 12 bytes spared are the mux frame header that
-// travels in the first of them, so a full read becomes one frame in exactly
-// two records.
-const BufferSize = 32<<10 - 12
+// DefaultIdleAfter is how long a direction may read nothing before it gives
+// its buffer back.
+const DefaultIdleAfter = time.Second
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, BufferSize); return &b }}
+// Buffer sizes. A mux frame header is 12 bytes; the sizes leave room for it,
+// so a full read becomes one frame that fills whole TLS records (16 KiB of
+// plaintext each): one record for a small read, sixteen for a large one.
+const (
+	SmallBufferSize = 16<<10 - 12
+	LargeBufferSize = 256<<10 - 12
+)
+
+var (
+	smallPool = sync.Pool{New: func() any { b := make([]byte, SmallBufferSize); return &b }}
+	largePool = sync.Pool{New: func() any { b := make([]byte, LargeBufferSize); return &b }}
+)
 
 // Counters are live byte counts of one session, readable while it runs.
 type Counters struct {
@@ -45,6 +63,9 @@ type Options struct {
 	// HalfCloseTimeout bounds how long one direction may continue after the
 	// other has ended. Zero means DefaultHalfCloseTimeout.
 	HalfCloseTimeout time.Duration
+	// IdleAfter is how long a direction may read nothing before it returns
+	// its buffer to the pool. Zero means DefaultIdleAfter.
+	IdleAfter time.Duration
 	// Counters, if set, is updated as bytes move.
 	Counters *Counters
 }
@@ -65,95 +86,120 @@ type closeWriter interface{ CloseWrite() error }
 
 // Splice copies a to b and b to a until both directions end, ctx is done, or
 // either direction fails; then it closes both connections and returns. It
-// always waits for its goroutines.
+// always waits for its goroutine. Nothing else may read from a or b, or set
+// their read deadlines, while it runs.
 func Splice(ctx context.Context, a, b net.Conn, opt Options) Result {
-	timeout := opt.HalfCloseTimeout
-	if timeout <= 0 {
-		timeout = DefaultHalfCloseTimeout
+	if opt.HalfCloseTimeout <= 0 {
+		opt.HalfCloseTimeout = DefaultHalfCloseTimeout
 	}
-	counters := opt.Counters
-	if counters == nil {
-		counters = new(Counters)
+	if opt.IdleAfter <= 0 {
+		opt.IdleAfter = DefaultIdleAfter
 	}
+	if opt.Counters == nil {
+		opt.Counters = new(Counters)
+	}
+	s := &session{a: a, b: b, halfClose: opt.HalfCloseTimeout}
+	stopCtx := context.AfterFunc(ctx, func() { s.end(ctx.Err()) })
 
-	type half struct {
-		n   int64
-		err error
-		ab  bool
-	}
-	results := make(chan half, 2)
+	other := make(chan halfResult, 1)
 	go func() {
-		n, err := copyHalf(b, a, &counters.AToB)
-		results <- half{n, err, true}
+		n, err := copyHalf(b, a, &opt.Counters.AToB, opt.IdleAfter)
+		s.halfDone(err)
+		other <- halfResult{n, err}
 	}()
-	go func() {
-		n, err := copyHalf(a, b, &counters.BToA)
-		results <- half{n, err, false}
-	}()
+	var res Result
+	var err error
+	res.BToA, err = copyHalf(a, b, &opt.Counters.BToA, opt.IdleAfter)
+	s.halfDone(err)
+	h := <-other
+	res.AToB = h.n
 
-	var (
-		res     Result
-		closed  bool // after closeBoth, errors are our own doing
-		linger  <-chan time.Time
-		ctxDone = ctx.Done()
-	)
-	closeBoth := func(cause error) {
-		if closed {
-			return
-		}
-		closed = true
-		if res.Err == nil {
-			res.Err = cause
-		}
-		if cause != nil {
-			abort(a)
-			abort(b)
-			return
-		}
-		a.Close()
-		b.Close()
-	}
-	for pending := 2; pending > 0; {
-		select {
-		case h := <-results:
-			pending--
-			if h.ab {
-				res.AToB = h.n
-			} else {
-				res.BToA = h.n
-			}
-			switch {
-			case h.err == errNoHalfClose:
-				closeBoth(nil)
-			case h.err != nil:
-				closeBoth(h.err)
-			case pending == 1:
-				t := time.NewTimer(timeout)
-				defer t.Stop()
-				linger = t.C
-			}
-		case <-linger:
-			closeBoth(ErrHalfCloseTimeout)
-		case <-ctxDone:
-			ctxDone = nil
-			closeBoth(ctx.Err())
-		}
-	}
-	closeBoth(nil)
+	stopCtx()
+	res.Err = s.finish()
 	return res
+}
+
+type halfResult struct {
+	n   int64
+	err error
+}
+
+// session coordinates the two directions: the first failure aborts both,
+// the first clean end starts the half-close timer, the second ends it all.
+type session struct {
+	a, b      net.Conn
+	halfClose time.Duration
+
+	mu      sync.Mutex
+	ended   int         // directions that have returned
+	closed  bool        // both connections have been closed or aborted
+	cause   error       // the first failure
+	lingers *time.Timer // the half-close timer, once one direction ended
+}
+
+// halfDone records the end of one direction.
+func (s *session) halfDone(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ended++
+	switch {
+	case err == errNoHalfClose:
+		s.closeLocked(nil)
+	case err != nil:
+		s.closeLocked(err)
+	case s.ended == 1:
+		s.lingers = time.AfterFunc(s.halfClose, func() { s.end(ErrHalfCloseTimeout) })
+	}
+}
+
+// end aborts both directions with cause, unless they are already closed.
+func (s *session) end(cause error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closeLocked(cause)
+}
+
+// closeLocked closes both connections, or aborts them for a non-nil cause,
+// once. After it, errors from the copies are its own doing.
+func (s *session) closeLocked(cause error) {
+	if s.closed {
+		return
+	}
+	s.closed = true
+	s.cause = cause
+	if cause != nil {
+		abort(s.a)
+		abort(s.b)
+		return
+	}
+	s.a.Close()
+	s.b.Close()
+}
+
+// finish closes whatever is still open after both directions have ended
+// and returns the first failure.
+func (s *session) finish() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lingers != nil {
+		s.lingers.Stop()
+	}
+	s.closeLocked(nil)
+	return s.cause
 }
 
 // copyHalf copies src to dst until src ends, then closes dst's write side.
 // A clean end returns a nil error.
-func copyHalf(dst, src net.Conn, count *atomic.Int64) (int64, error) {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	buf := *bp
-	var total int64
+func copyHalf(dst, src net.Conn, count *atomic.Int64, idleAfter time.Duration) (int64, error) {
+	var (
+		r     = reader{src: src, idleAfter: idleAfter}
+		total int64
+	)
+	defer r.release()
 	for {
-		n, rerr := src.Read(buf)
-		if n > 0 {
-			w, werr := dst.Write(buf[:n])
+		p, rerr := r.read()
+		if len(p) > 0 {
+			w, werr := dst.Write(p)
 			total += int64(w)
 			count.Add(int64(w))
 			if werr != nil {

@@ -57,11 +57,12 @@ func ClientTLS(ctx context.Context, conn net.Conn, tlsConf *tls.Config, cfg *Con
 		return nil, err
 	}
 	c := cfg.withDefaults()
-	tc := tls.Client(conn, tlsConfig(tlsConf))
+	wc := &corkConn{Conn: conn}
+	tc := tls.Client(wc, tlsConfig(tlsConf))
 	if err := handshake(ctx, tc, conn, c.HandshakeTimeout); err != nil {
 		return nil, err
 	}
-	return newYamuxSession(tc, conn, true, c)
+	return newYamuxSession(tc, wc, true, c)
 }
 
 // ServerTLS runs the server side of the handshake over an accepted connection
@@ -71,11 +72,12 @@ func ServerTLS(ctx context.Context, conn net.Conn, tlsConf *tls.Config, cfg *Con
 		return nil, err
 	}
 	c := cfg.withDefaults()
-	tc := tls.Server(conn, tlsConfig(tlsConf))
+	wc := &corkConn{Conn: conn}
+	tc := tls.Server(wc, tlsConfig(tlsConf))
 	if err := handshake(ctx, tc, conn, c.HandshakeTimeout); err != nil {
 		return nil, err
 	}
-	return newYamuxSession(tc, conn, false, c)
+	return newYamuxSession(tc, wc, false, c)
 }
 
 func handshake(ctx context.Context, tc *tls.Conn, raw net.Conn, timeout time.Duration) error {

@@ -26,7 +26,7 @@ type yamuxSession struct {
 
 var _ Session = (*yamuxSession)(nil)
 
-func newYamuxSession(conn *tls.Conn, raw net.Conn, client bool, cfg Config) (*yamuxSession, error) {
+func newYamuxSession(conn *tls.Conn, raw *corkConn, client bool, cfg Config) (*yamuxSession, error) {
 	ycfg := yamux.DefaultConfig()
 	ycfg.AcceptBacklog = cfg.AcceptBacklog
 	// yamux's keepalive gives up on a session when one ping waits longer
@@ -190,7 +190,9 @@ func (s *yamuxStream) SetDeadline(t time.Time) error {
 // yamux writes each data frame as two writes, the 12-byte header and then
 // the body, and over TLS each write becomes its own record: a second record,
 // MAC and syscall per frame. frameConn holds back a data header and sends it
-// in one write with the start of the body that always follows it.
+// in one write with the start of the body that always follows it. Under the
+// TLS connection, raw collects the records of each frame so that the frame
+// leaves in one syscall however many records it spans.
 //
 // It also writes frames of its own between yamux's (inject), counts the
 // bytes that pass for Session.Stats, and on Close closes the TCP connection
@@ -198,8 +200,8 @@ func (s *yamuxStream) SetDeadline(t time.Time) error {
 // peer that stopped reading; yamux has said goodbye in its own protocol
 // where it could.
 type frameConn struct {
-	net.Conn // the TLS connection
-	raw      net.Conn
+	net.Conn           // the TLS connection
+	raw      *corkConn // the TCP connection under conn
 
 	sent, received atomic.Uint64
 
@@ -238,6 +240,9 @@ func (c *frameConn) Read(p []byte) (int, error) {
 func (c *frameConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.raw != nil {
+		c.raw.cork()
+	}
 	n, err := c.write(p)
 	c.sent.Add(uint64(n))
 	if err == nil && !c.pending && len(c.queued) > 0 {
@@ -246,6 +251,11 @@ func (c *frameConn) Write(p []byte) (int, error) {
 		m, qerr := c.Conn.Write(q)
 		c.sent.Add(uint64(m))
 		err = qerr
+	}
+	if c.raw != nil {
+		if uerr := c.raw.uncork(); err == nil {
+			err = uerr
+		}
 	}
 	return n, err
 }
