@@ -2,10 +2,11 @@
 // between a tunnel agent and a tunnel server.
 //
 // A Session is one such connection; a Stream is one logical, ordered,
-// flow-controlled byte stream inside it, with a half-close. The first
-// implementation is yamux over TLS 1.3 on TCP (DialTLS, ListenTLS). The
-// interfaces follow the shape of QUIC (context-aware open and accept, closing
-// only the write side), so a QUIC implementation fits beside it.
+// flow-controlled byte stream inside it, with a half-close. There are two
+// implementations behind the same interfaces: yamux over TLS 1.3 on TCP
+// (DialTLS, ListenTLS) and QUIC (DialQUIC, ListenQUIC). Listen serves both
+// on one port number, TCP and UDP. Authentication is the same over both:
+// Session.ConnectionState carries the peer's certificates either way.
 //
 // The package knows nothing about agents, routes or databases: callers bring
 // their own tls.Config (see pkg/auth) and their own protocol on the streams.
@@ -109,20 +110,43 @@ type Config struct {
 	// WriteTimeout is how long a write may wait for its turn on the
 	// connection before it fails: a safety valve for a connection that
 	// accepts no data. Default 60s; the owner's heartbeat is expected to
-	// notice a dead connection much sooner.
+	// notice a dead connection much sooner. TLS only: QUIC's own loss
+	// recovery and IdleTimeout end a connection that accepts nothing.
 	WriteTimeout time.Duration
 
 	// AcceptBacklog is how many streams may wait for AcceptStream, and how
 	// many opened streams may wait for the peer's acknowledgement. Default 1024.
+	// TLS only: over QUIC, MaxStreams bounds both.
 	AcceptBacklog int
 
 	// MaxHandshakes caps the handshakes a Listener runs at once; further
 	// connections wait in the kernel's accept queue. Default 256.
+	// TLS only: quic-go runs QUIC handshakes itself, without this cap.
 	MaxHandshakes int
 
 	// HalfCloseTimeout bounds how long a stream whose write side was closed
 	// may wait for the peer to close its own before it is reset. Default 60s.
 	HalfCloseTimeout time.Duration
+
+	// MaxStreams is how many streams the peer may have open at once on a
+	// QUIC session; opening one more waits until one ends. It must be at
+	// least the most sessions a server runs through one agent (the
+	// server's per-agent limit, 10,000 by default) plus the control
+	// stream. Default 16384. yamux has no such limit and ignores it.
+	MaxStreams int
+
+	// KeepAlive is how often an otherwise idle QUIC connection sends a
+	// packet, so the NAT and firewall mappings along the path, which for
+	// UDP often expire within 30 seconds, stay open. Default 10s; negative
+	// turns keep-alives off. QUIC only: the owner's heartbeat keeps a TCP
+	// connection's mappings open.
+	KeepAlive time.Duration
+
+	// IdleTimeout is how long a QUIC connection may receive nothing at all
+	// before QUIC drops it. It is a backstop: the owner's heartbeat is what
+	// should notice a dead link (15s by default), so keep this well above
+	// that timeout. Default 60s. QUIC only.
+	IdleTimeout time.Duration
 
 	// Logger receives the transport's own messages. Nil means slog.Default().
 	Logger *slog.Logger
@@ -136,6 +160,9 @@ const (
 	DefaultAcceptBacklog    = 1024
 	DefaultMaxHandshakes    = 256
 	DefaultHalfCloseTimeout = 60 * time.Second
+	DefaultMaxStreams       = 16384
+	DefaultKeepAlive        = 10 * time.Second
+	DefaultIdleTimeout      = 60 * time.Second
 )
 
 // withDefaults returns a copy of c with zero fields set to their defaults.
@@ -162,6 +189,15 @@ func (c *Config) withDefaults() Config {
 	if out.HalfCloseTimeout <= 0 {
 		out.HalfCloseTimeout = DefaultHalfCloseTimeout
 	}
+	if out.MaxStreams <= 0 {
+		out.MaxStreams = DefaultMaxStreams
+	}
+	if out.KeepAlive == 0 {
+		out.KeepAlive = DefaultKeepAlive
+	}
+	if out.IdleTimeout <= 0 {
+		out.IdleTimeout = DefaultIdleTimeout
+	}
 	if out.Logger == nil {
 		out.Logger = slog.Default()
 	}
@@ -178,6 +214,12 @@ func (c *Config) Validate() error {
 	}
 	if c.StreamWindow != 0 && c.StreamWindow < minStreamWindow {
 		return errors.New("mux: StreamWindow must be at least 256 KiB")
+	}
+	if c.MaxStreams < 0 {
+		return errors.New("mux: MaxStreams must not be negative")
+	}
+	if c.IdleTimeout < 0 {
+		return errors.New("mux: IdleTimeout must not be negative")
 	}
 	return nil
 }
