@@ -76,6 +76,7 @@ func (a *app) load(log *slog.Logger) (*config.Agent, *agent.Agent, error) {
 		HandshakeTimeout: cfg.Agent.HandshakeTimeout.Duration,
 		HalfCloseTimeout: cfg.Agent.HalfCloseTimeout.Duration,
 		MaxHeaderSize:    cfg.Agent.MaxHeaderSize,
+		Transport:        cfg.Server.Transport,
 		Logger:           log,
 	})
 	if err != nil {

@@ -143,9 +143,17 @@ func printAgents(cmd *cobra.Command, agents []admin.Agent) {
 		if ag.Online && ag.Disabled {
 			state = "online, disabled"
 		}
+		if ag.Online && ag.Fallback != "" {
+			transport += "*"
+		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", ag.Name, state, since, remote, transport, ag.Sessions, targets, ver)
 	}
 	w.Flush()
+	for _, ag := range agents {
+		if ag.Online && ag.Fallback != "" {
+			fmt.Fprintf(cmd.OutOrStdout(), "* %s is on %s instead of QUIC: %s\n", ag.Name, ag.Transport, ag.Fallback)
+		}
+	}
 }
 
 func (a *app) agentSetCmd(verb string, disabled bool) *cobra.Command {

@@ -75,10 +75,13 @@ func serve(ctx context.Context, cfg *config.Server, log *slog.Logger) error {
 	defer st.Close()
 
 	l := &cfg.Limits
-	ln, err := mux.ListenTLS(cfg.Server.Listen, tlsConf, &mux.Config{
+	// Agents connect with TLS over TCP or QUIC over UDP, to the same port.
+	ln, err := mux.Listen(cfg.Server.Listen, tlsConf, &mux.Config{
 		HandshakeTimeout: l.HandshakeTimeout.Duration,
 		HalfCloseTimeout: l.HalfCloseTimeout.Duration + 5*time.Second,
-		Logger:           logging.Module(log, "mux"),
+		// The streams an agent may open: its control stream; any more
+		// are refused, so the default is plenty.
+		Logger: logging.Module(log, "mux"),
 	})
 	if err != nil {
 		return fmt.Errorf("server.listen: %w", err)
@@ -117,7 +120,7 @@ func serve(ctx context.Context, cfg *config.Server, log *slog.Logger) error {
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- httpSrv.Serve(adminLn) }()
 	log.Info("tunnel-server running", "version", version.Get().Version, "config", cfg.Path,
-		"agents", ln.Addr().String(), "admin", cfg.Admin.Listen)
+		"agents", ln.Addr().String(), "transports", "tls (tcp), quic (udp)", "admin", cfg.Admin.Listen)
 
 	select {
 	case <-ctx.Done():

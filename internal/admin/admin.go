@@ -69,6 +69,7 @@ type Agent struct {
 	Since     *time.Time `json:"since,omitempty"`     // connected since
 	Remote    string     `json:"remote,omitempty"`    // address it connects from
 	Transport string     `json:"transport,omitempty"` // "tls" or "quic"
+	Fallback  string     `json:"fallback,omitempty"`  // why it is on TLS although it prefers QUIC
 	Version   string     `json:"version,omitempty"`   // agent release
 	Targets   []string   `json:"targets,omitempty"`   // declared target names
 	Sessions  int        `json:"sessions"`            // open sessions

@@ -65,10 +65,22 @@ type Options struct {
 	// Default 10s.
 	StableAfter time.Duration
 
+	// Transport is how the agent connects: TransportTLS, TransportQUIC or
+	// TransportAuto (empty means auto): QUIC first, TLS when QUIC fails.
+	Transport string
+	// QUICTimeout is how long, with TransportAuto, a QUIC attempt may take
+	// before the agent falls back to TLS. Default 3s.
+	QUICTimeout time.Duration
+	// QUICRetry is how long, with TransportAuto, the agent stays on TLS
+	// after QUIC failed before it tries QUIC again. Default 5m.
+	QUICRetry time.Duration
+
 	// Mux tunes the multiplexed connection.
 	Mux *mux.Config
-	// Dial connects to the server; nil means TLS over TCP to ServerAddress.
-	Dial func(ctx context.Context) (mux.Session, error)
+	// DialTLS and DialQUIC connect to the server over each transport; nil
+	// means mux.DialTLS or mux.DialQUIC to ServerAddress. Tests use them to
+	// put a proxy in the way.
+	DialTLS, DialQUIC func(ctx context.Context) (mux.Session, error)
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -85,6 +97,11 @@ func (o *Options) setDefaults() {
 	def(&o.BackoffBase, 500*time.Millisecond)
 	def(&o.BackoffMax, 30*time.Second)
 	def(&o.StableAfter, 10*time.Second)
+	def(&o.QUICTimeout, 3*time.Second)
+	def(&o.QUICRetry, 5*time.Minute)
+	if o.Transport == "" {
+		o.Transport = TransportAuto
+	}
 	if o.MaxSessions <= 0 {
 		o.MaxSessions = 10000
 	}
@@ -106,12 +123,21 @@ type Agent struct {
 	log      *slog.Logger
 
 	active atomic.Int64 // open sessions
+
+	// Where transport "auto" stands; see transport.go.
+	fallbackMu sync.Mutex
+	fallback   fallback
 }
 
 // New returns an Agent.
 func New(opt Options) (*Agent, error) {
 	opt.setDefaults()
-	if opt.Dial == nil {
+	switch opt.Transport {
+	case TransportAuto, TransportTLS, TransportQUIC:
+	default:
+		return nil, fmt.Errorf("agent: unknown transport %q", opt.Transport)
+	}
+	if opt.DialTLS == nil || opt.DialQUIC == nil {
 		if opt.TLSConfig == nil {
 			return nil, errors.New("agent: Options.TLSConfig is nil")
 		}
@@ -195,30 +221,57 @@ func describeConnErr(err error, welcomed bool) string {
 	return "cannot connect to server"
 }
 
-// runOnce makes one connection and serves it until it ends.
+// runOnce makes one connection and serves it until it ends, moving to a
+// new one when serve switches transports.
 func (a *Agent) runOnce(ctx context.Context) (welcomed bool, err error) {
 	c, err := a.connect(ctx, false)
 	if err != nil {
 		return false, err
 	}
-	a.log.Info("connected to server", "server", a.opt.ServerAddress, "transport", c.sess.Transport(),
-		"targets", a.names, "server_version", c.welcome.ServerVersion)
-	return true, c.serve(ctx)
+	for {
+		a.logConnected(c)
+		next, err := c.serve(ctx)
+		if next == nil {
+			return true, err
+		}
+		c = next
+	}
+}
+
+func (a *Agent) logConnected(c *conn) {
+	attrs := []any{"server", a.opt.ServerAddress, "transport", c.sess.Transport(),
+		"targets", a.names, "server_version", c.welcome.ServerVersion}
+	if c.fallback != "" {
+		attrs = append(attrs, "fallback", c.fallback)
+	}
+	a.log.Info("connected to server", attrs...)
 }
 
 // conn is one welcomed connection to the server.
 type conn struct {
-	a       *Agent
-	sess    mux.Session
-	ctl     mux.Stream
-	welcome proto.Welcome
-	writeMu sync.Mutex
+	a        *Agent
+	sess     mux.Session
+	ctl      mux.Stream
+	welcome  proto.Welcome
+	fallback string // why this connection is TLS, with transport auto
+	writeMu  sync.Mutex
 }
 
-func (a *Agent) dial(ctx context.Context) (mux.Session, error) {
-	if a.opt.Dial != nil {
-		return a.opt.Dial(ctx)
+// dial connects to the server over one transport.
+func (a *Agent) dial(ctx context.Context, transport string) (mux.Session, error) {
+	if transport == TransportQUIC {
+		if a.opt.DialQUIC != nil {
+			return a.opt.DialQUIC(ctx)
+		}
+		return mux.DialQUIC(ctx, a.opt.ServerAddress, a.opt.TLSConfig, a.muxConfig())
 	}
+	if a.opt.DialTLS != nil {
+		return a.opt.DialTLS(ctx)
+	}
+	return mux.DialTLS(ctx, a.opt.ServerAddress, a.opt.TLSConfig, a.muxConfig())
+}
+
+func (a *Agent) muxConfig() *mux.Config {
 	cfg := mux.Config{}
 	if a.opt.Mux != nil {
 		cfg = *a.opt.Mux
@@ -232,17 +285,23 @@ func (a *Agent) dial(ctx context.Context) (mux.Session, error) {
 	if cfg.HalfCloseTimeout == 0 {
 		cfg.HalfCloseTimeout = a.opt.HalfCloseTimeout + 5*time.Second
 	}
-	return mux.DialTLS(ctx, a.opt.ServerAddress, a.opt.TLSConfig, &cfg)
+	if cfg.MaxStreams == 0 {
+		// The server opens a stream per session; QUIC makes it wait for
+		// credit beyond this many. A few more than the session limit lets
+		// sessions over the limit be refused with a reason, not stall.
+		cfg.MaxStreams = a.opt.MaxSessions + 64
+	}
+	return &cfg
 }
 
-// connect dials the server and runs the hello exchange. With probe set the
-// server only checks the credential.
-func (a *Agent) connect(ctx context.Context, probe bool) (*conn, error) {
-	sess, err := a.dial(ctx)
+// connectOver dials the server over one transport and runs the hello
+// exchange. With probe set the server only checks the credential.
+func (a *Agent) connectOver(ctx context.Context, transport string, probe bool, fallback string) (*conn, error) {
+	sess, err := a.dial(ctx, transport)
 	if err != nil {
 		return nil, err
 	}
-	c, err := a.hello(ctx, sess, probe)
+	c, err := a.hello(ctx, sess, probe, fallback)
 	if err != nil {
 		sess.Close()
 		return nil, err
@@ -250,7 +309,7 @@ func (a *Agent) connect(ctx context.Context, probe bool) (*conn, error) {
 	return c, nil
 }
 
-func (a *Agent) hello(ctx context.Context, sess mux.Session, probe bool) (*conn, error) {
+func (a *Agent) hello(ctx context.Context, sess mux.Session, probe bool, fallback string) (*conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.opt.HandshakeTimeout)
 	defer cancel()
 	ctl, err := sess.OpenStream(ctx)
@@ -265,6 +324,7 @@ func (a *Agent) hello(ctx context.Context, sess mux.Session, probe bool) (*conn,
 		Targets:      a.names,
 		Instance:     a.instance,
 		Probe:        probe,
+		Fallback:     fallback,
 	}
 	if hello.Targets == nil {
 		hello.Targets = []string{}
@@ -276,7 +336,7 @@ func (a *Agent) hello(ctx context.Context, sess mux.Session, probe bool) (*conn,
 	if err != nil {
 		return nil, fmt.Errorf("no answer to hello: %w", err)
 	}
-	c := &conn{a: a, sess: sess, ctl: ctl}
+	c := &conn{a: a, sess: sess, ctl: ctl, fallback: fallback}
 	switch t {
 	case proto.FrameWelcome:
 		if err := proto.DecodeJSON(t, p, &c.welcome); err != nil {
@@ -298,7 +358,10 @@ func (a *Agent) hello(ctx context.Context, sess mux.Session, probe bool) (*conn,
 // serve answers heartbeats and data streams until the connection ends, and
 // returns why it ended. The connection counts as dead when nothing at all
 // has arrived for the heartbeat timeout (see the server's side).
-func (c *conn) serve(ctx context.Context) error {
+//
+// With transport auto, a TLS connection moves to QUIC once QUIC is due
+// again and no session is open: serve then returns the new connection.
+func (c *conn) serve(ctx context.Context) (next *conn, err error) {
 	interval, timeout := c.welcome.HeartbeatInterval(), c.welcome.HeartbeatTimeout()
 	if interval <= 0 || timeout <= interval {
 		interval, timeout = 5*time.Second, 15*time.Second
@@ -330,7 +393,10 @@ func (c *conn) serve(ctx context.Context) error {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	watch := mux.NewWatchdog(c.sess, time.Now())
-	var err error
+	var quicAt time.Time // when to try moving to QUIC; zero for never
+	if c.a.opt.Transport == TransportAuto && c.sess.Transport() != mux.TransportQUIC {
+		quicAt = c.a.quicRetryAt()
+	}
 loop:
 	for {
 		select {
@@ -338,6 +404,22 @@ loop:
 			if idle := watch.Idle(now); idle >= timeout {
 				err = fmt.Errorf("nothing received from the server for %v (heartbeat timeout)", idle.Round(time.Millisecond))
 				break loop
+			}
+			// Our own ping: over QUIC, a restarted server answers it with
+			// a stateless reset, and the agent reconnects at once. QUIC
+			// resets only packets larger than a reset would be, so the
+			// ping is padded (the protocol ignores bytes after the seq).
+			ping := append(proto.AppendSeq(nil, uint64(now.UnixNano())), pingPadding[:]...)
+			if err = c.write(proto.FramePing, ping); err != nil {
+				err = fmt.Errorf("heartbeat not sent: %w", err)
+				break loop
+			}
+			if !quicAt.IsZero() && !now.Before(quicAt) && c.idle() {
+				if next = c.switchToQUIC(ctx); next != nil {
+					err = errors.New("moved to QUIC")
+					break loop
+				}
+				quicAt = c.a.quicRetryAt()
 			}
 		case err = <-readErr:
 			readErr = nil
@@ -364,7 +446,25 @@ loop:
 	}
 	<-acceptDone
 	streams.Wait()
-	return err
+	return next, err
+}
+
+// idle reports whether the connection carries no session: only the control
+// stream is open, and no stream is being set up.
+func (c *conn) idle() bool {
+	return c.a.active.Load() == 0 && c.sess.NumStreams() <= 1
+}
+
+// pingPadding makes the QUIC packet carrying a ping comfortably larger
+// than quic-go's smallest resettable packet (42 bytes).
+var pingPadding [48]byte
+
+// write sends one frame on the control stream.
+func (c *conn) write(t proto.FrameType, payload []byte) error {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	c.ctl.SetWriteDeadline(time.Now().Add(c.a.opt.HandshakeTimeout))
+	return proto.WriteFrame(c.ctl, t, payload)
 }
 
 // readLoop answers the server's pings and takes its refusals.
@@ -376,13 +476,11 @@ func (c *conn) readLoop() error {
 		}
 		switch t {
 		case proto.FramePing:
-			c.writeMu.Lock()
-			c.ctl.SetWriteDeadline(time.Now().Add(c.a.opt.HandshakeTimeout))
-			err := proto.WriteFrame(c.ctl, proto.FramePong, p)
-			c.writeMu.Unlock()
-			if err != nil {
+			if err := c.write(proto.FramePong, p); err != nil {
 				return fmt.Errorf("control stream: %w", err)
 			}
+		case proto.FramePong:
+			// The answer to our own ping; that it came is what counts.
 		case proto.FrameRefuse:
 			var ref proto.Refuse
 			if err := proto.DecodeJSON(t, p, &ref); err != nil {

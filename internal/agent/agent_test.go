@@ -15,10 +15,14 @@ import (
 	"github.com/tunnelrelay/tunnel/pkg/mux"
 )
 
+// noDial stands in for the dialers of an agent whose connection the test
+// never makes.
+func noDial(context.Context) (mux.Session, error) { return nil, errors.New("unused") }
+
 // TestBackoff: full jitter under an exponential ceiling: the first retry is
 // well under a second, the ceiling doubles, and it stops at BackoffMax.
 func TestBackoff(t *testing.T) {
-	a, err := New(Options{Dial: func(context.Context) (mux.Session, error) { return nil, errors.New("unused") }})
+	a, err := New(Options{DialTLS: noDial, DialQUIC: noDial})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,10 +101,11 @@ func TestOnlyDeclaredTargets(t *testing.T) {
 		}
 	}()
 	a, err := New(Options{
-		Name:    "a1",
-		Targets: []Target{{Name: "db", Address: ln.Addr().String()}},
-		Dial:    func(context.Context) (mux.Session, error) { return nil, errors.New("unused") },
-		Logger:  logging.Discard(),
+		Name:     "a1",
+		Targets:  []Target{{Name: "db", Address: ln.Addr().String()}},
+		DialTLS:  noDial,
+		DialQUIC: noDial,
+		Logger:   logging.Discard(),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -66,5 +66,8 @@ func (a *Agent) checkServer(ctx context.Context) CheckResult {
 	r.OK = true
 	r.Detail = fmt.Sprintf("%s accepted agent %q over %s (server %s, %v)", a.opt.ServerAddress, a.opt.Name,
 		c.sess.Transport(), c.welcome.ServerVersion, time.Since(start).Round(time.Millisecond))
+	if c.fallback != "" {
+		r.Detail += "; " + c.fallback
+	}
 	return r
 }

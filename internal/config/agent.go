@@ -11,15 +11,22 @@ const AgentFile = "tunnel-agent.toml"
 
 // Defaults of the agent config, applied to keys left at zero.
 const (
-	DefaultTransport        = TransportTLS
+	DefaultTransport        = TransportAuto
 	DefaultMaxSessions      = 10000
 	DefaultDialTimeout      = 10 * time.Second
 	DefaultHandshakeTimeout = 10 * time.Second
 )
 
-// TransportTLS is TLS 1.3 over TCP with yamux, the only transport of this
-// version. "quic" and "auto" are reserved for a later one.
-const TransportTLS = "tls"
+// Transports the agent can use (the [server] transport key).
+const (
+	// TransportTLS is TLS 1.3 over TCP with yamux.
+	TransportTLS = "tls"
+	// TransportQUIC is QUIC over UDP, to the same port number.
+	TransportQUIC = "quic"
+	// TransportAuto tries QUIC first and falls back to TLS when UDP is
+	// blocked or QUIC fails, trying QUIC again later.
+	TransportAuto = "auto"
+)
 
 // Agent is the agent's config, tunnel-agent.toml. The zero value of every
 // optional field means its default; ApplyDefaults fills them in.
@@ -46,8 +53,8 @@ type AgentServer struct {
 	// ServerName is the name checked against the server's certificate.
 	// Empty means the host of Address.
 	ServerName string `toml:"server_name"`
-	// Transport is how the agent connects. Empty means "tls", the only
-	// transport of this version.
+	// Transport is how the agent connects: "tls", "quic" or "auto". Empty
+	// means "auto".
 	Transport string `toml:"transport"`
 }
 
@@ -148,12 +155,10 @@ func (c *Agent) validate() []*Error {
 		check("server.ca", "", checkCertificatesPEM(s.CA))
 	}
 	switch s.Transport {
-	case "", TransportTLS:
-	case "quic", "auto":
-		errs = append(errs, sentence("server.transport", ErrInvalid, fmt.Sprintf(
-			"server.transport %q is not supported by this version (use %q)", s.Transport, TransportTLS)))
+	case "", TransportTLS, TransportQUIC, TransportAuto:
 	default:
-		check("server.transport", quote(s.Transport), fmt.Sprintf("unknown transport (use %q)", TransportTLS))
+		check("server.transport", quote(s.Transport), fmt.Sprintf("unknown transport (use %q, %q or %q)",
+			TransportAuto, TransportTLS, TransportQUIC))
 	}
 
 	check("agent.name", quoteNonEmpty(a.Name), checkName(a.Name))

@@ -159,20 +159,18 @@ func TestParseAgentErrors(t *testing.T) {
 			want: []string{`server.ca: certificate 1: x509:`},
 		},
 		{
+			name: "transport unknown",
+			doc:  edit(validAgent, "[agent]", "transport = \"udp\"\n\n[agent]"),
+			want: []string{`tunnel-agent.toml:{transport}: server.transport "udp": unknown transport (use "auto", "tls" or "quic")`},
+			kind: ErrInvalid,
+		},
+		{
 			name: "transport quic",
 			doc:  edit(validAgent, "[agent]", "transport = \"quic\"\n\n[agent]"),
-			want: []string{`tunnel-agent.toml:{transport}: server.transport "quic" is not supported by this version (use "tls")`},
-			kind: ErrInvalid,
 		},
 		{
 			name: "transport auto",
 			doc:  edit(validAgent, "[agent]", "transport = \"auto\"\n\n[agent]"),
-			want: []string{`transport "auto" is not supported by this version (use "tls")`},
-		},
-		{
-			name: "transport unknown",
-			doc:  edit(validAgent, "[agent]", "transport = \"udp\"\n\n[agent]"),
-			want: []string{`server.transport "udp": unknown transport (use "tls")`},
 		},
 		{
 			name: "transport tls",
@@ -338,10 +336,10 @@ func TestParseAgentErrors(t *testing.T) {
 			want: []string{`TUNNEL_AGENT_AGENT_KEY: agent.key: not a PEM private key`},
 		},
 		{
-			name: "env transport quic",
+			name: "env transport unknown",
 			doc:  validAgent,
-			env:  map[string]string{"TUNNEL_AGENT_SERVER_TRANSPORT": "quic"},
-			want: []string{`TUNNEL_AGENT_SERVER_TRANSPORT: server.transport "quic" is not supported by this version (use "tls")`},
+			env:  map[string]string{"TUNNEL_AGENT_SERVER_TRANSPORT": "tcp"},
+			want: []string{`TUNNEL_AGENT_SERVER_TRANSPORT: server.transport "tcp": unknown transport (use "auto", "tls" or "quic")`},
 		},
 	}
 	for _, tt := range tests {
@@ -382,7 +380,7 @@ func TestParseAgentValues(t *testing.T) {
 				Address:    "tunnel.example.com:7443",
 				CA:         testCAPEM,
 				ServerName: "tunnel.example.com",
-				Transport:  "tls",
+				Transport:  "auto",
 			},
 			Agent: AgentSelf{
 				Name:             "acme-bastion",
@@ -503,7 +501,7 @@ func TestAgentValidate(t *testing.T) {
 func TestDefaultAgent(t *testing.T) {
 	t.Parallel()
 	c := DefaultAgent()
-	if c.Server.Transport != "tls" || c.Agent.MaxSessions != 10000 ||
+	if c.Server.Transport != "auto" || c.Agent.MaxSessions != 10000 ||
 		c.Agent.DialTimeout.Duration != 10*time.Second || c.Agent.HandshakeTimeout.Duration != 10*time.Second {
 		t.Errorf("DefaultAgent() = %+v", c)
 	}

@@ -251,7 +251,8 @@ ca = {{multiline .CAPEM}}
 # No CA pinned: the server's certificate must chain to the system roots.
 # ca = """-----BEGIN CERTIFICATE-----..."""
 {{- end}}
-# The only transport of this version.
+# "auto" tries QUIC (UDP, same port) and falls back to TLS over TCP when UDP
+# is blocked, trying QUIC again later; "tls" or "quic" use only that one.
 # transport = {{toml .Defaults.Server.Transport}}
 
 [agent]

@@ -138,7 +138,8 @@ func (e *env) agentWith(cfg harness.AgentConfig, targets ...string) *harness.Age
 	}
 	if cfg.Options.DialTimeout == 0 {
 		opt := testAgentOptions()
-		opt.Dial = cfg.Options.Dial
+		opt.DialTLS, opt.DialQUIC = cfg.Options.DialTLS, cfg.Options.DialQUIC
+		opt.Transport = cfg.Options.Transport
 		cfg.Options = opt
 	}
 	cfg.Options.Logger = e.lg

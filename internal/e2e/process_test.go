@@ -264,7 +264,9 @@ func TestBinaries(t *testing.T) {
 	exchangeWithin(t, addr, 5*time.Second)
 
 	st := c.srv(t, "status")
-	for _, want := range []string{"acme", "online", "echo", "listening", "tls"} {
+	// The agent's default transport, auto, prefers QUIC, which loopback
+	// carries.
+	for _, want := range []string{"acme", "online", "echo", "listening", "quic"} {
 		if !strings.Contains(st.stdout, want) {
 			t.Errorf("status lacks %q:\n%s", want, st.stdout)
 		}

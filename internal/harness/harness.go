@@ -99,7 +99,7 @@ func StartServerWith(ctx context.Context, cfg Config, st store.Store, tlsConf *t
 	if muxCfg.HandshakeTimeout == 0 {
 		muxCfg.HandshakeTimeout = cfg.Options.HandshakeTimeout
 	}
-	ln, err := mux.ListenTLS(listen, tlsConf, &muxCfg)
+	ln, err := mux.Listen(listen, tlsConf, &muxCfg)
 	if err != nil {
 		return nil, err
 	}
@@ -155,9 +155,15 @@ type AgentConfig struct {
 	Register bool
 	// CAPEM, if set, is pinned instead of the server's CA.
 	CAPEM []byte
-	// Via, if set, names the address each connection attempt dials instead
-	// of the server's (a fault proxy, say).
+	// Via, if set, names the address each TLS connection attempt dials
+	// instead of the server's (a fault proxy, say).
 	Via func() string
+	// ViaQUIC is Via for QUIC connection attempts (a UDP fault proxy).
+	ViaQUIC func() string
+	// Transport is the agent's transport: "tls", "quic" or "auto". Empty
+	// means Options.Transport, and "tls" when that is empty too (the
+	// server listens for both).
+	Transport string
 	// OnSession, if set, sees every session the agent connects.
 	OnSession func(mux.Session)
 }
@@ -190,19 +196,30 @@ func (s *Server) NewAgent(ctx context.Context, cfg AgentConfig) (*Agent, error) 
 	opt.ServerAddress = s.Addr
 	opt.TLSConfig = tlsConf
 	opt.Targets = cfg.Targets
-	if cfg.Via != nil || cfg.OnSession != nil {
-		opt.Dial = func(ctx context.Context) (mux.Session, error) {
+	switch {
+	case cfg.Transport != "":
+		opt.Transport = cfg.Transport
+	case opt.Transport == "":
+		opt.Transport = agent.TransportTLS
+	}
+	dialer := func(via func() string, dial func(context.Context, string, *tls.Config, *mux.Config) (mux.Session, error)) func(context.Context) (mux.Session, error) {
+		if via == nil && cfg.OnSession == nil {
+			return nil
+		}
+		return func(ctx context.Context) (mux.Session, error) {
 			addr := s.Addr
-			if cfg.Via != nil {
-				addr = cfg.Via()
+			if via != nil {
+				addr = via()
 			}
-			sess, err := mux.DialTLS(ctx, addr, tlsConf, &mux.Config{HandshakeTimeout: opt.HandshakeTimeout, Logger: opt.Logger})
+			sess, err := dial(ctx, addr, tlsConf, &mux.Config{HandshakeTimeout: opt.HandshakeTimeout, Logger: opt.Logger})
 			if err == nil && cfg.OnSession != nil {
 				cfg.OnSession(sess)
 			}
 			return sess, err
 		}
 	}
+	opt.DialTLS = dialer(cfg.Via, mux.DialTLS)
+	opt.DialQUIC = dialer(cfg.ViaQUIC, mux.DialQUIC)
 	if opt.Logger == nil {
 		opt.Logger = s.Logger
 	}

@@ -24,6 +24,9 @@ type Hello struct {
 	// Probe asks the server to check the agent's credential and answer,
 	// without making this connection the agent's live one.
 	Probe bool `json:"probe,omitempty"`
+	// Fallback says why the agent connected over TLS although it prefers
+	// QUIC (transport "auto"), for the server's status and logs.
+	Fallback string `json:"fallback,omitempty"`
 }
 
 // Welcome accepts the agent.
@@ -114,6 +117,9 @@ func (h *Hello) Validate() error {
 			return fmt.Errorf("%w: hello: bad target name %q", ErrMalformed, t)
 		}
 	}
+	if len(h.Fallback) > MaxFallbackLen {
+		return fmt.Errorf("%w: hello: fallback of %d bytes, limit %d", ErrMalformed, len(h.Fallback), MaxFallbackLen)
+	}
 	return nil
 }
 
@@ -121,6 +127,9 @@ const (
 	maxTargets = 1000
 	maxNameLen = 255
 )
+
+// MaxFallbackLen bounds Hello.Fallback.
+const MaxFallbackLen = 512
 
 // AppendSeq returns the payload of a Ping or Pong.
 func AppendSeq(b []byte, seq uint64) []byte { return binary.BigEndian.AppendUint64(b, seq) }

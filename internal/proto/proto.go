@@ -19,8 +19,8 @@
 //     the old one and the new one replaces it only if the old one does not
 //     answer within the liveness timeout (default 2 seconds), and is refused
 //     with already_connected otherwise.
-//  5. While the connection lives the server sends Ping on the control stream
-//     every heartbeat interval and the agent answers Pong. Each side gives up
+//  5. While the connection lives each side sends Ping on the control stream
+//     every heartbeat interval and the other answers Pong. Each side gives up
 //     on the connection when no byte at all has arrived on it for the
 //     heartbeat timeout: pings keep an idle connection talking, and under
 //     load the data itself proves the peer alive. The server may send Refuse

@@ -29,6 +29,7 @@ type agentConn struct {
 	since     time.Time
 	remote    string
 	transport string
+	fallback  string // why the agent is on TLS although it prefers QUIC
 	log       *slog.Logger
 
 	writeMu sync.Mutex // one frame at a time on ctl
@@ -124,6 +125,7 @@ func (s *Server) serveAgent(sess mux.Session) {
 		since:     time.Now(),
 		remote:    sess.RemoteAddr().String(),
 		transport: sess.Transport(),
+		fallback:  hello.Fallback,
 		log:       log,
 		recvCh:    make(chan struct{}),
 		ended:     make(chan struct{}),
@@ -143,7 +145,11 @@ func (s *Server) serveAgent(sess mux.Session) {
 		log.Info("agent handshake failed", logging.KeyErr, err)
 		return
 	}
-	log.Info("agent connected", "version", hello.AgentVersion, "targets", hello.Targets, "handshake", time.Since(start).Round(time.Millisecond))
+	attrs := []any{"version", hello.AgentVersion, "targets", hello.Targets, "handshake", time.Since(start).Round(time.Millisecond)}
+	if hello.Fallback != "" {
+		attrs = append(attrs, "fallback", hello.Fallback)
+	}
+	log.Info("agent connected", attrs...)
 
 	reason := ac.run(s.ctx)
 

@@ -96,6 +96,7 @@ func (s *Server) agentInfo(a store.Agent) admin.Agent {
 		info.Since = &since
 		info.Remote = ac.remote
 		info.Transport = ac.transport
+		info.Fallback = ac.fallback
 		info.Version = ac.version
 		info.Targets = ac.targetNames()
 		info.Sessions = int(ac.sessions.Load())

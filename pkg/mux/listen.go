@@ -2,7 +2,10 @@ package mux
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -61,7 +64,7 @@ func NewQUICListener(pc net.PacketConn, tlsConf *tls.Config, cfg *Config) (*QUIC
 	}
 	c := cfg.withDefaults()
 	raised := processUDPBuffers.prepare(pc)
-	tr := &quic.Transport{Conn: pc}
+	tr := &quic.Transport{Conn: pc, StatelessResetKey: statelessResetKey(tlsConf)}
 	ln, err := tr.Listen(quicTLSConfig(tlsConf), quicConfig(c))
 	if err != nil {
 		tr.Close()
@@ -346,4 +349,26 @@ func (m *MultiListener) Close() error {
 		m.wg.Wait()
 	})
 	return err
+}
+
+// statelessResetKey derives the key of QUIC stateless resets from the
+// server's private key, so that it is the same after a restart. A server
+// that crashed and came back then answers packets of its old connections
+// with a reset their peers accept, and an agent reconnects at once instead
+// of waiting for its heartbeat timeout, as a TCP reset would make it. The
+// derivation is one-way: the key reveals nothing of the private key. Nil
+// (no resets) when the config has no certificate to derive from.
+func statelessResetKey(tlsConf *tls.Config) *quic.StatelessResetKey {
+	if tlsConf == nil || len(tlsConf.Certificates) == 0 {
+		return nil
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(tlsConf.Certificates[0].PrivateKey)
+	if err != nil {
+		return nil
+	}
+	mac := hmac.New(sha256.New, der)
+	mac.Write([]byte("tunnel quic stateless reset key v1"))
+	var key quic.StatelessResetKey
+	copy(key[:], mac.Sum(nil))
+	return &key
 }
