@@ -129,6 +129,9 @@ func (r *reader) release() {
 }
 
 func isTimeout(err error) bool {
+	if err == nil {
+		return false // before ne, which escapes: no allocation per read
+	}
 	var ne net.Error
-	return err != nil && errors.As(err, &ne) && ne.Timeout()
+	return errors.As(err, &ne) && ne.Timeout()
 }
