@@ -3,6 +3,8 @@ package bench
 import (
 	"context"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -77,5 +79,52 @@ func TestTransferShort(t *testing.T) {
 				t.Fatalf("transfer of 1 MiB that moved 100 bytes: %v, want an error counting 100 bytes", err)
 			}
 		})
+	}
+}
+
+// TestParallelTransfer runs the parallel transfer directly against a bulk
+// target and checks that a stream that ends early fails the whole.
+func TestParallelTransfer(t *testing.T) {
+	leakcheck.Check(t)
+	target, err := startBulkTarget()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer target.Close()
+	for _, op := range []byte{opUpload, opDownload} {
+		t.Run(dirName(op), func(t *testing.T) {
+			v, err := parallelTransfer(t.Context(), target.Addr(), op, 256<<10+3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v <= 0 {
+				t.Errorf("aggregate %v MB/s", v)
+			}
+		})
+	}
+	short := tcptest.Serve(t, func(c *net.TCPConn) {
+		var hdr [9]byte
+		if _, err := io.ReadFull(c, hdr[:]); err != nil {
+			return
+		}
+		c.Write([]byte{msgReady})
+		io.ReadFull(c, hdr[:1]) // msgGo
+		c.Write(make([]byte, 10))
+	})
+	if _, err := parallelTransfer(t.Context(), short, opDownload, 1<<20); err == nil || !strings.Contains(err.Error(), "received 10 bytes") {
+		t.Errorf("parallel download from a target that sends 10 bytes: %v, want an error counting 10 bytes", err)
+	}
+}
+
+func TestSkipOrFail(t *testing.T) {
+	var r Row
+	skipOrFail(&r, fmt.Errorf("no go command: %w", errSkip))
+	if r.Skipped != "no go command" || r.Err != "" {
+		t.Errorf("after a skip: %+v", r)
+	}
+	r = Row{}
+	skipOrFail(&r, errors.New("go build: exit status 1"))
+	if r.Skipped != "" || r.Err != "go build: exit status 1" {
+		t.Errorf("after a failure: %+v", r)
 	}
 }

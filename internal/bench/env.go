@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sync"
 	"time"
@@ -11,20 +12,24 @@ import (
 	"github.com/tunnelrelay/tunnel/internal/agent"
 	"github.com/tunnelrelay/tunnel/internal/harness"
 	"github.com/tunnelrelay/tunnel/internal/logging"
+	"github.com/tunnelrelay/tunnel/internal/netsim"
 	"github.com/tunnelrelay/tunnel/internal/server"
 )
 
 // Path is one way from the benchmark's clients to a target.
 type Path int
 
-// The paths every scenario measures, in the order they run.
+// The paths the throughput scenarios measure, in the order they run.
 const (
 	PathDirect Path = iota // straight to the target
 	PathRelay              // through the reference relay
-	PathTunnel             // through a route of the tunnel server and an agent
+	PathTunnel             // through a route of the tunnel server and an agent, over TLS
+	PathQUIC               // the same with the agent connected over QUIC
+	numPaths
 )
 
-// Paths lists every Path in order.
+// Paths lists the paths every throughput scenario measures, in order;
+// PathQUIC is measured by the bulk scenario only.
 var Paths = []Path{PathDirect, PathRelay, PathTunnel}
 
 func (p Path) String() string {
@@ -34,13 +39,16 @@ func (p Path) String() string {
 	case PathRelay:
 		return "reference relay"
 	case PathTunnel:
-		return "tunnel"
+		return "tunnel (TLS)"
+	case PathQUIC:
+		return "tunnel (QUIC)"
 	}
 	return fmt.Sprintf("Path(%d)", int(p))
 }
 
-// Endpoints are the addresses clients dial to reach one target by each path.
-type Endpoints [3]string
+// Endpoints are the addresses clients dial to reach one target by each
+// path; "" where the path is not set up.
+type Endpoints [numPaths]string
 
 // Addr returns the address for path p.
 func (e Endpoints) Addr(p Path) string { return e[p] }
@@ -49,7 +57,8 @@ func (e Endpoints) Addr(p Path) string { return e[p] }
 const drainTimeout = 2 * time.Second
 
 // Env holds what scenarios share: the configuration, the in-process tunnel
-// server, and everything Expose started, which Close stops.
+// server, the binaries built for the process scenarios, and everything
+// Expose started, which Close stops.
 type Env struct {
 	// Static after newEnv.
 	Config Config
@@ -58,7 +67,10 @@ type Env struct {
 	ctx    context.Context // the agents' lifetime
 
 	mu     sync.Mutex
-	relays []*Relay
+	relays []*Relay    // guarded by mu
+	bins   *binaries   // guarded by mu: built by the first binaries call
+	binErr error       // guarded by mu: why building failed
+	links  []io.Closer // guarded by mu: emulated links
 }
 
 // newEnv starts the tunnel server with a quiet logger and default options:
@@ -79,10 +91,10 @@ func newEnv(ctx context.Context, cfg Config) (*Env, error) {
 	return &Env{Config: cfg, tunnel: srv, dir: dir, ctx: ctx}, nil
 }
 
-// Expose makes target reachable by every path: it starts a reference relay
-// to it, and an agent (with its own tunnel connection) that declares it,
-// with a route. name must be a valid agent name; it is used for the agent,
-// its target and the route.
+// Expose makes target reachable by the direct, relay and tunnel paths: it
+// starts a reference relay to it, and an agent (with its own tunnel
+// connection) that declares it, with a route. name must be a valid agent
+// name; it is used for the agent, its target and the route.
 func (e *Env) Expose(ctx context.Context, name, target string) (Endpoints, error) {
 	relay, err := StartRelay(e.ctx, target)
 	if err != nil {
@@ -92,38 +104,104 @@ func (e *Env) Expose(ctx context.Context, name, target string) (Endpoints, error
 	e.relays = append(e.relays, relay)
 	e.mu.Unlock()
 
-	_, err = e.tunnel.StartAgent(e.ctx, harness.AgentConfig{
-		Name:    name,
-		Targets: []agent.Target{{Name: name, Address: target}},
-		Options: agent.Options{Logger: logging.Discard()},
-	})
+	route, err := e.exposeTunnel(ctx, name, target, harness.AgentConfig{Transport: "tls"})
 	if err != nil {
-		return Endpoints{}, fmt.Errorf("start agent %q: %w", name, err)
-	}
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := e.tunnel.WaitOnline(wctx, name); err != nil {
 		return Endpoints{}, err
-	}
-	route, err := e.tunnel.AddTCPRoute(ctx, name, name, name)
-	if err != nil {
-		return Endpoints{}, fmt.Errorf("add route %q: %w", name, err)
 	}
 	return Endpoints{PathDirect: target, PathRelay: relay.Addr(), PathTunnel: route}, nil
 }
 
-// Close stops the relays, the agents and the tunnel server, and removes the
-// server's directory.
+// ExposeQUIC makes target reachable through its own agent that connects to
+// the server over QUIC (the server listens for TLS and QUIC on one port),
+// and returns the route's address.
+func (e *Env) ExposeQUIC(ctx context.Context, name, target string) (string, error) {
+	return e.exposeTunnel(ctx, name, target, harness.AgentConfig{Transport: "quic"})
+}
+
+// exposeTunnel starts an agent named name that declares target under the
+// same name, configured as base (Name, Targets and Options are filled in),
+// waits for it to connect and adds a route; it returns the route's address.
+func (e *Env) exposeTunnel(ctx context.Context, name, target string, base harness.AgentConfig) (string, error) {
+	base.Name = name
+	base.Targets = []agent.Target{{Name: name, Address: target}}
+	base.Options = agent.Options{Logger: logging.Discard()}
+	if _, err := e.tunnel.StartAgent(e.ctx, base); err != nil {
+		return "", fmt.Errorf("start agent %q: %w", name, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := e.tunnel.WaitOnline(wctx, name); err != nil {
+		return "", err
+	}
+	if base.Transport != "" {
+		// A path measured over another transport would make a wrong row.
+		agents, err := e.tunnel.Agents(ctx)
+		if err != nil {
+			return "", err
+		}
+		for _, a := range agents {
+			if a.Name == name && a.Transport != base.Transport {
+				return "", fmt.Errorf("agent %q connected over %q, not %q", name, a.Transport, base.Transport)
+			}
+		}
+	}
+	route, err := e.tunnel.AddTCPRoute(ctx, name, name, name)
+	if err != nil {
+		return "", fmt.Errorf("add route %q: %w", name, err)
+	}
+	return route, nil
+}
+
+// ExposeOverLink makes target reachable by plain TCP over an emulated link
+// (client → link → target) and through the tunnel with the same kind of
+// link between the agent and the server (client → route, server ⇄ link ⇄
+// agent → target). It returns the plain address as PathDirect and the
+// route as PathTunnel.
+func (e *Env) ExposeOverLink(ctx context.Context, name, target string, link netsim.Config) (Endpoints, error) {
+	plain, err := e.startLink(target, link)
+	if err != nil {
+		return Endpoints{}, err
+	}
+	wan, err := e.startLink(e.tunnel.Addr, link)
+	if err != nil {
+		return Endpoints{}, err
+	}
+	// TLS over TCP, the transport the link carries (a QUIC agent's UDP
+	// would go around it).
+	route, err := e.exposeTunnel(ctx, name, target, harness.AgentConfig{Transport: "tls", Via: wan.Addr})
+	if err != nil {
+		return Endpoints{}, err
+	}
+	return Endpoints{PathDirect: plain.Addr(), PathTunnel: route}, nil
+}
+
+func (e *Env) startLink(target string, cfg netsim.Config) (*netsim.Link, error) {
+	l, err := netsim.Listen("127.0.0.1:0", target, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("start an emulated link: %w", err)
+	}
+	e.mu.Lock()
+	e.links = append(e.links, l)
+	e.mu.Unlock()
+	return l, nil
+}
+
+// Close stops the relays, the agents, the tunnel server and the links, and
+// removes the run's directory with the binaries.
 func (e *Env) Close() error {
 	e.mu.Lock()
-	relays := e.relays
-	e.relays = nil
+	relays, links := e.relays, e.links
+	e.relays, e.links = nil, nil
 	e.mu.Unlock()
 	var errs []error
 	for _, r := range relays {
 		errs = append(errs, r.Close())
 	}
-	errs = append(errs, e.tunnel.Close(drainTimeout), os.RemoveAll(e.dir))
+	errs = append(errs, e.tunnel.Close(drainTimeout))
+	for _, l := range links {
+		errs = append(errs, l.Close())
+	}
+	errs = append(errs, os.RemoveAll(e.dir))
 	return errors.Join(errs...)
 }
 

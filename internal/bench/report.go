@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -16,28 +17,28 @@ type Report struct {
 	Machine  Machine  `json:"machine"`
 }
 
-// Settings record what was measured, after defaults.
-type Settings struct {
-	BulkBytes  int64  `json:"bulk_bytes"`
-	Runs       int    `json:"runs"`
-	PGDuration string `json:"pg_duration"`
-	PGScale    int    `json:"pg_scale"`
-	PGRuns     int    `json:"pg_runs"`
-	PGServer   string `json:"pg_server"` // never holds a password
-	Quick      bool   `json:"quick"`
-}
-
-// Row is one figure measured over the three paths.
+// Row is one figure of DESIGN.md's budget table. Its values sit in the
+// columns of the paths they were measured over; a path that does not apply
+// to the figure (no relay for a memory figure, say) is left zero.
 type Row struct {
 	// Figure names what is measured, without the unit.
 	Figure string `json:"figure"`
-	// Unit of the values: "MB/s" (10^6 bytes per second) or "TPS".
-	Unit   string      `json:"unit"`
-	Direct Measurement `json:"direct"`
-	Relay  Measurement `json:"reference_relay"`
-	Tunnel Measurement `json:"tunnel"`
-	// Budget is DESIGN.md's budget for the figure, if it has one.
+	// Unit of the values, e.g. "MB/s" (10^6 bytes per second), "TPS",
+	// "KiB/session", "CPU s/GiB".
+	Unit string `json:"unit"`
+	// Direct is the figure without tunnel or relay in the way (for the
+	// long-link rows: plain TCP over the same emulated link).
+	Direct Measurement `json:"direct,omitzero"`
+	// Relay is the figure through the reference relay.
+	Relay Measurement `json:"reference_relay,omitzero"`
+	// Tunnel is the figure through the tunnel (over QUIC for the QUIC
+	// rows), or of the tunnel's processes for the memory rows.
+	Tunnel Measurement `json:"tunnel,omitzero"`
+	// Budget is DESIGN.md's budget for the figure and whether it was met.
 	Budget *Budget `json:"budget,omitempty"`
+	// Note adds what helps to read the values (the raw figures a
+	// per-session value comes from, say); printed under the table.
+	Note string `json:"note,omitempty"`
 	// Skipped says why the figure was not measured (a missing program).
 	Skipped string `json:"skipped,omitempty"`
 	// Err says why measuring failed.
@@ -69,12 +70,67 @@ func median(xs []float64) float64 {
 	return (s[n/2-1] + s[n/2]) / 2
 }
 
-// Budget is a lower bound on the tunnel's value as a multiple of another
-// path's.
+// Budget is a bound on the tunnel's value: relative (Factor × a baseline's
+// median) or absolute (Limit, in the row's unit).
 type Budget struct {
-	Min     float64 `json:"min"`     // e.g. 0.95
-	Against string  `json:"against"` // the other path, e.g. "reference relay"
-	Met     bool    `json:"met"`
+	// Op is ">=" (the tunnel's value must be at least the bound) or "<="
+	// (at most).
+	Op string `json:"op"`
+	// Factor and Against make a relative budget: the bound is Factor ×
+	// the median of Against ("direct", "reference relay", "tunnel over
+	// TLS"), which is Baseline.
+	Factor   float64 `json:"factor,omitempty"`
+	Against  string  `json:"against,omitempty"`
+	Baseline float64 `json:"baseline,omitempty"`
+	// Ratio is the tunnel's value over Baseline (relative budgets).
+	Ratio float64 `json:"ratio,omitempty"`
+	// Limit makes an absolute budget, in the row's unit.
+	Limit float64 `json:"limit,omitempty"`
+	// Met says whether the figure was measured and within the bound.
+	Met bool `json:"met"`
+}
+
+// The operators of a Budget.
+const (
+	atLeastOp = ">="
+	atMostOp  = "<="
+)
+
+// Baselines a relative budget is written against.
+const (
+	againstDirect = "direct"
+	againstRelay  = "reference relay"
+	againstTLS    = "tunnel over TLS"
+)
+
+// Relative reports whether the budget is Factor × a baseline.
+func (b *Budget) Relative() bool { return b.Against != "" }
+
+// within reports whether v satisfies op against bound.
+func within(op string, v, bound float64) bool {
+	if op == atMostOp {
+		return v <= bound
+	}
+	return v >= bound
+}
+
+// relative sets a budget of factor × base, the median of the path named
+// against, and whether the tunnel's median meets it.
+func (r Row) relative(op string, factor float64, against string, base float64) Row {
+	b := &Budget{Op: op, Factor: factor, Against: against, Baseline: base}
+	b.Ratio = ratio(r.Tunnel.Median, base)
+	b.Met = r.Measured() && b.Ratio > 0 && within(op, b.Ratio, factor)
+	r.Budget = b
+	return r
+}
+
+// absolute sets a budget of limit (in the row's unit) and whether the
+// tunnel's median meets it.
+func (r Row) absolute(op string, limit float64) Row {
+	b := &Budget{Op: op, Limit: limit}
+	b.Met = r.Measured() && len(r.Tunnel.Runs) > 0 && within(op, r.Tunnel.Median, limit)
+	r.Budget = b
+	return r
 }
 
 // Measured reports whether the row holds values.
@@ -105,21 +161,6 @@ func (r Row) MarshalJSON() ([]byte, error) {
 	}{plain(r), r.TunnelPerRelay(), r.TunnelPerDirect()})
 }
 
-// withBudget sets the row's budget against path and whether it was met.
-func (r Row) withBudget(minRatio float64, against Path) Row {
-	var base float64
-	switch against {
-	case PathDirect:
-		base = r.Direct.Median
-	case PathRelay:
-		base = r.Relay.Median
-	}
-	b := &Budget{Min: minRatio, Against: against.String()}
-	b.Met = r.Measured() && base > 0 && r.Tunnel.Median >= minRatio*base
-	r.Budget = b
-	return r
-}
-
 // Failed reports whether any row failed to be measured (skips are not
 // failures).
 func (rep *Report) Failed() bool {
@@ -139,21 +180,27 @@ func (rep *Report) WriteJSON(w io.Writer) error {
 }
 
 // tableHeader are the text table's columns.
-var tableHeader = []string{"figure", "direct", "reference relay", "tunnel", "tunnel/relay", "tunnel/direct", "budget"}
+var tableHeader = []string{"figure", "direct", "reference relay", "tunnel", "ratio", "budget", "verdict"}
 
-// WriteText writes the report as an aligned text table followed by a line
-// of settings and a line of machine facts.
+// numericColumns are right-aligned.
+var numericColumns = map[int]bool{1: true, 2: true, 3: true, 4: true}
+
+// WriteText writes the report as an aligned text table, the rows' notes,
+// a line of settings and a line of machine facts.
 func (rep *Report) WriteText(w io.Writer) error {
 	var b strings.Builder
 	b.WriteString(formatTable(rep.Rows))
+	if notes := formatNotes(rep.Rows); notes != "" {
+		b.WriteString("\n" + notes)
+	}
 	fmt.Fprintf(&b, "\n%s\n%s\n", rep.Settings.line(), rep.Machine.line())
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
-// formatTable lays the rows out in columns: the figure (with its unit) and
-// the budget left-aligned, numbers right-aligned. A row without values shows
-// why in place of them.
+// formatTable lays the rows out in columns: the figure (with its unit), the
+// budget and the verdict left-aligned, numbers right-aligned. A row without
+// values shows why in place of them.
 func formatTable(rows []Row) string {
 	cells := [][]string{tableHeader}
 	for _, r := range rows {
@@ -169,7 +216,7 @@ func formatTable(rows []Row) string {
 		default:
 			cells = append(cells, []string{fig,
 				formatValue(r.Direct.Median), formatValue(r.Relay.Median), formatValue(r.Tunnel.Median),
-				formatRatio(r.TunnelPerRelay()), formatRatio(r.TunnelPerDirect()), r.Budget.String()})
+				r.Budget.ratioCell(), r.Budget.String(r.Unit), r.Budget.verdict()})
 		}
 	}
 	widths := make([]int, len(tableHeader))
@@ -196,12 +243,12 @@ func formatTable(rows []Row) string {
 				line.WriteString("  ")
 			}
 			pad := strings.Repeat(" ", max(0, widths[i]-width(c)))
-			numeric := i > 0 && i < len(tableHeader)-1 && len(row) == len(tableHeader)
-			if numeric {
+			switch {
+			case numericColumns[i] && len(row) == len(tableHeader):
 				line.WriteString(pad + c)
-			} else if i == len(row)-1 {
+			case i == len(row)-1:
 				line.WriteString(c) // no trailing blanks
-			} else {
+			default:
 				line.WriteString(c + pad)
 			}
 		}
@@ -210,22 +257,63 @@ func formatTable(rows []Row) string {
 	return b.String()
 }
 
-// String is the budget column: whether it was met, and what it is.
-func (b *Budget) String() string {
+// formatNotes lists the rows' notes, one per line, or returns "".
+func formatNotes(rows []Row) string {
+	var b strings.Builder
+	for _, r := range rows {
+		if r.Note != "" {
+			fmt.Fprintf(&b, "- %s: %s\n", r.Figure, r.Note)
+		}
+	}
+	if b.Len() == 0 {
+		return ""
+	}
+	return "notes:\n" + b.String()
+}
+
+// String is the budget column: the bound, relative to a baseline or in
+// unit.
+func (b *Budget) String(unit string) string {
 	if b == nil {
 		return ""
 	}
-	verdict := "not met"
-	if b.Met {
-		verdict = "met"
+	if b.Relative() {
+		return fmt.Sprintf("%s %.2fx %s", b.Op, b.Factor, shortPath(b.Against))
 	}
-	return fmt.Sprintf("%s (>= %.2fx %s)", verdict, b.Min, shortPath(b.Against))
+	s := fmt.Sprintf("%s %s", b.Op, strconv.FormatFloat(b.Limit, 'f', -1, 64))
+	if unit != "" {
+		s += " " + unit
+	}
+	return s
 }
 
-// shortPath names a path as the ratio columns do.
+// ratioCell is the ratio column: the tunnel over the budget's baseline, or
+// "-" where the budget is absolute or missing.
+func (b *Budget) ratioCell() string {
+	if b == nil || !b.Relative() {
+		return "-"
+	}
+	return formatRatio(b.Ratio)
+}
+
+// verdict is the verdict column.
+func (b *Budget) verdict() string {
+	switch {
+	case b == nil:
+		return ""
+	case b.Met:
+		return "met"
+	}
+	return "not met"
+}
+
+// shortPath names a baseline as briefly as the budget column allows.
 func shortPath(p string) string {
-	if p == PathRelay.String() {
+	switch p {
+	case againstRelay:
 		return "relay"
+	case againstTLS:
+		return "tunnel/TLS"
 	}
 	return p
 }
@@ -256,16 +344,6 @@ func width(s string) int { return utf8.RuneCountInString(s) }
 func firstLine(s string) string {
 	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
 	return s
-}
-
-// line is the settings line under the table.
-func (s Settings) line() string {
-	mode := ""
-	if s.Quick {
-		mode = " (--quick)"
-	}
-	return fmt.Sprintf("settings%s: bulk %s per transfer, %s; pgbench -S -c 8 -j 2 -T %s, scale %d, %s, server %s",
-		mode, formatBytes(s.BulkBytes), runsText(s.Runs), s.PGDuration, s.PGScale, runsText(s.PGRuns), s.PGServer)
 }
 
 func runsText(n int) string {

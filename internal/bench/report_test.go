@@ -5,22 +5,34 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 )
 
 func sampleRows() []Row {
+	bulk := Row{
+		Figure: "one bulk stream over TLS, upload", Unit: "MB/s",
+		Direct: measurement([]float64{2900, 3012.4, 3100}),
+		Relay:  measurement([]float64{610, 640, 600}),
+		Tunnel: measurement([]float64{598.2, 590, 620}),
+	}
+	bulk = bulk.relative(atLeastOp, 0.95, againstRelay, bulk.Relay.Median)
+	slow := Row{
+		Figure: "one bulk stream over TLS, download", Unit: "MB/s",
+		Direct: measurement([]float64{9.5}),
+		Relay:  measurement([]float64{50}),
+		Tunnel: measurement([]float64{40}),
+	}
+	slow = slow.relative(atLeastOp, 0.95, againstRelay, slow.Relay.Median)
+	quic := Row{Figure: "one bulk stream over QUIC, upload", Unit: "MB/s", Tunnel: measurement([]float64{450})}
+	quic = quic.relative(atLeastOp, 0.7, againstTLS, bulk.Tunnel.Median)
+	cpu := Row{Figure: "CPU per GiB moved, server + agent", Unit: "CPU s/GiB",
+		Relay: measurement([]float64{2.5}), Tunnel: measurement([]float64{3.5})}
+	cpu = cpu.relative(atMostOp, 1.2, againstRelay, cpu.Relay.Median)
+	mem := Row{Figure: "10000 idle sessions, server RSS per session", Unit: "KiB",
+		Tunnel: measurement([]float64{21.25}), Note: "RSS 10.0 MiB before, 217.5 MiB with the sessions open"}
+	mem = mem.absolute(atMostOp, 32)
 	return []Row{
-		Row{
-			Figure: "one bulk stream, upload", Unit: "MB/s",
-			Direct: measurement([]float64{2900, 3012.4, 3100}),
-			Relay:  measurement([]float64{610, 640, 600}),
-			Tunnel: measurement([]float64{598.2, 590, 620}),
-		}.withBudget(0.95, PathRelay),
-		Row{
-			Figure: "one bulk stream, download", Unit: "MB/s",
-			Direct: measurement([]float64{9.5}),
-			Relay:  measurement([]float64{50}),
-			Tunnel: measurement([]float64{40}),
-		}.withBudget(0.95, PathRelay),
+		bulk, slow, quic, cpu, mem,
 		{Figure: "pgbench -S -c 8 -j 2", Unit: "TPS", Skipped: "PostgreSQL unavailable: no initdb\nmore detail"},
 		{Figure: "something else", Err: "it broke"},
 	}
@@ -29,14 +41,62 @@ func sampleRows() []Row {
 func TestFormatTable(t *testing.T) {
 	got := formatTable(sampleRows())
 	want := `` +
-		"figure                            direct  reference relay  tunnel  tunnel/relay  tunnel/direct  budget\n" +
-		"--------------------------------  ------  ---------------  ------  ------------  -------------  ------------------------\n" +
-		"one bulk stream, upload (MB/s)      3012              610     598          0.98           0.20  met (>= 0.95x relay)\n" +
-		"one bulk stream, download (MB/s)    9.50             50.0    40.0          0.80           4.21  not met (>= 0.95x relay)\n" +
-		"pgbench -S -c 8 -j 2 (TPS)        skipped: PostgreSQL unavailable: no initdb\n" +
-		"something else                    error: it broke\n"
+		"figure                                             direct  reference relay  tunnel  ratio  budget               verdict\n" +
+		"-------------------------------------------------  ------  ---------------  ------  -----  -------------------  -------\n" +
+		"one bulk stream over TLS, upload (MB/s)              3012              610     598   0.98  >= 0.95x relay       met\n" +
+		"one bulk stream over TLS, download (MB/s)            9.50             50.0    40.0   0.80  >= 0.95x relay       not met\n" +
+		"one bulk stream over QUIC, upload (MB/s)                -                -     450   0.75  >= 0.70x tunnel/TLS  met\n" +
+		"CPU per GiB moved, server + agent (CPU s/GiB)           -             2.50    3.50   1.40  <= 1.20x relay       not met\n" +
+		"10000 idle sessions, server RSS per session (KiB)       -                -    21.2      -  <= 32 KiB            met\n" +
+		"pgbench -S -c 8 -j 2 (TPS)                         skipped: PostgreSQL unavailable: no initdb\n" +
+		"something else                                     error: it broke\n"
 	if got != want {
 		t.Errorf("table:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// TestBudgetVerdicts checks each kind of budget on both sides of its bound.
+func TestBudgetVerdicts(t *testing.T) {
+	tests := []struct {
+		name   string
+		row    Row
+		met    bool
+		ratio  float64
+		budget string
+	}{
+		{"at least, above", Row{Tunnel: measurement([]float64{96})}.relative(atLeastOp, 0.95, againstRelay, 100), true, 0.96, ">= 0.95x relay"},
+		{"at least, equal", Row{Tunnel: measurement([]float64{95})}.relative(atLeastOp, 0.95, againstRelay, 100), true, 0.95, ">= 0.95x relay"},
+		{"at least, below", Row{Tunnel: measurement([]float64{94})}.relative(atLeastOp, 0.95, againstRelay, 100), false, 0.94, ">= 0.95x relay"},
+		{"at least, against direct", Row{Tunnel: measurement([]float64{81})}.relative(atLeastOp, 0.8, againstDirect, 100), true, 0.81, ">= 0.80x direct"},
+		{"at most, below", Row{Tunnel: measurement([]float64{1.1})}.relative(atMostOp, 1.2, againstRelay, 1), true, 1.1, "<= 1.20x relay"},
+		{"at most, above", Row{Tunnel: measurement([]float64{1.3})}.relative(atMostOp, 1.2, againstRelay, 1), false, 1.3, "<= 1.20x relay"},
+		{"no baseline", Row{Tunnel: measurement([]float64{1})}.relative(atLeastOp, 0.9, againstDirect, 0), false, 0, ">= 0.90x direct"},
+		{"no value", Row{}.relative(atMostOp, 1.2, againstRelay, 1), false, 0, "<= 1.20x relay"},
+		{"absolute, within", Row{Unit: "MiB", Tunnel: measurement([]float64{14.9})}.absolute(atMostOp, 15), true, 0, "<= 15 MiB"},
+		{"absolute, over", Row{Unit: "MiB", Tunnel: measurement([]float64{15.1})}.absolute(atMostOp, 15), false, 0, "<= 15 MiB"},
+		{"absolute, unmeasured", Row{Unit: "KiB", Err: "x"}.absolute(atMostOp, 32), false, 0, "<= 32 KiB"},
+		{"skipped", Row{Skipped: "no", Tunnel: measurement([]float64{96})}.relative(atLeastOp, 0.95, againstRelay, 100), false, 0.96, ">= 0.95x relay"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := tt.row.Budget
+			if b.Met != tt.met {
+				t.Errorf("met = %v, want %v (%+v)", b.Met, tt.met, b)
+			}
+			if d := b.Ratio - tt.ratio; d > 1e-9 || d < -1e-9 {
+				t.Errorf("ratio = %v, want %v", b.Ratio, tt.ratio)
+			}
+			if got := b.String(tt.row.Unit); got != tt.budget {
+				t.Errorf("budget column %q, want %q", got, tt.budget)
+			}
+			want := "not met"
+			if tt.met {
+				want = "met"
+			}
+			if got := b.verdict(); got != want {
+				t.Errorf("verdict %q, want %q", got, want)
+			}
+		})
 	}
 }
 
@@ -49,8 +109,8 @@ func TestFormatTableNoRows(t *testing.T) {
 
 func TestWriteText(t *testing.T) {
 	rep := &Report{
-		Rows:     sampleRows()[:1],
-		Settings: Settings{BulkBytes: 1 << 30, Runs: 3, PGDuration: "10s", PGScale: 10, PGRuns: 1, PGServer: "started for the run"},
+		Rows:     sampleRows(),
+		Settings: settingsOf(Config{PGDSN: "postgres://u:secret@db:5432/x"}.withDefaults()),
 		Machine: Machine{GOOS: "linux", GOARCH: "amd64", NumCPU: 2, GOMAXPROCS: 2, CPU: "Some CPU",
 			GoVersion: "go1.26.0", Date: "2026-01-02T03:04:05Z", LoadStart: "1.00 0.50 0.25", LoadEnd: "2.00 1.00 0.50"},
 	}
@@ -60,8 +120,10 @@ func TestWriteText(t *testing.T) {
 	}
 	out := b.String()
 	for _, want := range []string{
-		"one bulk stream, upload (MB/s)",
-		"\n\nsettings: bulk 1 GiB per transfer, 3 runs (median); pgbench -S -c 8 -j 2 -T 10s, scale 10, 1 run, server started for the run\n",
+		"one bulk stream over TLS, upload (MB/s)",
+		"\n\nnotes:\n- 10000 idle sessions, server RSS per session: RSS 10.0 MiB before, 217.5 MiB with the sessions open\n",
+		"\n\nsettings: bulk 1 GiB per transfer, 3 runs (median); 16 parallel streams; pgbench -T 10s, scale 10, 1 run, server postgres://u@db:5432/x; " +
+			"10000 sessions; 1000 agents; link 50ms RTT, 4 MiB in flight each way, 128 MiB per transfer\n",
 		"machine: linux/amd64, 2 CPUs (GOMAXPROCS 2), Some CPU, go1.26.0, 2026-01-02T03:04:05Z, load average 1.00 0.50 0.25 at start, 2.00 1.00 0.50 at end\n",
 	} {
 		if !strings.Contains(out, want) {
@@ -78,18 +140,24 @@ func TestWriteJSON(t *testing.T) {
 	}
 	var got struct {
 		Rows []struct {
-			Figure          string  `json:"figure"`
-			TunnelPerRelay  float64 `json:"tunnel_per_relay"`
-			TunnelPerDirect float64 `json:"tunnel_per_direct"`
-			Relay           struct {
+			Figure          string           `json:"figure"`
+			TunnelPerRelay  float64          `json:"tunnel_per_relay"`
+			TunnelPerDirect float64          `json:"tunnel_per_direct"`
+			Direct          *json.RawMessage `json:"direct"`
+			Relay           *struct {
 				Median float64   `json:"median"`
 				Runs   []float64 `json:"runs"`
 			} `json:"reference_relay"`
 			Budget *struct {
-				Min     float64 `json:"min"`
-				Against string  `json:"against"`
-				Met     bool    `json:"met"`
+				Op       string  `json:"op"`
+				Factor   float64 `json:"factor"`
+				Against  string  `json:"against"`
+				Baseline float64 `json:"baseline"`
+				Ratio    float64 `json:"ratio"`
+				Limit    float64 `json:"limit"`
+				Met      bool    `json:"met"`
 			} `json:"budget"`
+			Note    string `json:"note"`
 			Skipped string `json:"skipped"`
 			Err     string `json:"error"`
 		} `json:"rows"`
@@ -97,32 +165,38 @@ func TestWriteJSON(t *testing.T) {
 	if err := json.Unmarshal(b.Bytes(), &got); err != nil {
 		t.Fatalf("%v\n%s", err, b.Bytes())
 	}
-	if len(got.Rows) != 4 {
-		t.Fatalf("%d rows, want 4", len(got.Rows))
+	if len(got.Rows) != 7 {
+		t.Fatalf("%d rows, want 7", len(got.Rows))
 	}
 	r := got.Rows[0]
-	if r.Relay.Median != 610 || len(r.Relay.Runs) != 3 {
+	if r.Relay == nil || r.Relay.Median != 610 || len(r.Relay.Runs) != 3 {
 		t.Errorf("relay = %+v, want median 610 of 3 runs", r.Relay)
 	}
 	if r.TunnelPerRelay < 0.980 || r.TunnelPerRelay > 0.981 {
 		t.Errorf("tunnel_per_relay = %v, want 598.2/610", r.TunnelPerRelay)
 	}
-	if r.Budget == nil || !r.Budget.Met || r.Budget.Min != 0.95 || r.Budget.Against != "reference relay" {
+	if b := r.Budget; b == nil || !b.Met || b.Op != ">=" || b.Factor != 0.95 || b.Against != "reference relay" || b.Baseline != 610 || b.Ratio < 0.980 || b.Ratio > 0.981 {
 		t.Errorf("budget = %+v", r.Budget)
 	}
 	if got.Rows[1].Budget == nil || got.Rows[1].Budget.Met {
 		t.Errorf("row 2 budget = %+v, want not met", got.Rows[1].Budget)
 	}
-	if s := got.Rows[2]; s.Skipped == "" || s.TunnelPerRelay != 0 || s.Budget != nil {
+	if q := got.Rows[2]; q.Direct != nil || q.Relay != nil || q.Budget == nil || q.Budget.Against != "tunnel over TLS" || q.Budget.Baseline != 598.2 {
+		t.Errorf("QUIC row = %+v, want no direct or relay, a budget against the tunnel over TLS", q)
+	}
+	if m := got.Rows[4]; m.Budget == nil || m.Budget.Op != "<=" || m.Budget.Limit != 32 || !m.Budget.Met || m.Budget.Against != "" || m.Note == "" {
+		t.Errorf("memory row = %+v, want an absolute budget of 32, met, with a note", m)
+	}
+	if s := got.Rows[5]; s.Skipped == "" || s.TunnelPerRelay != 0 || s.Budget != nil {
 		t.Errorf("skipped row = %+v", s)
 	}
-	if got.Rows[3].Err != "it broke" {
-		t.Errorf("error row = %+v", got.Rows[3])
+	if got.Rows[6].Err != "it broke" {
+		t.Errorf("error row = %+v", got.Rows[6])
 	}
 	if !rep.Failed() {
 		t.Error("Failed() = false with an error row")
 	}
-	if (&Report{Rows: sampleRows()[:3]}).Failed() {
+	if (&Report{Rows: sampleRows()[:6]}).Failed() {
 		t.Error("Failed() = true with only a skip")
 	}
 }
@@ -247,6 +321,11 @@ func TestConfigValidate(t *testing.T) {
 		{"bad address", Config{PGAddr: "nohost"}, "pg address"},
 		{"unknown scenario", Config{Scenarios: []string{"bulk", "nope"}}, `unknown scenario "nope"`},
 		{"negative runs", Config{Runs: -1}, "runs -1"},
+		{"tiny bulk", Config{BulkSize: 8}, "parallel stream"},
+		{"negative sessions", Config{Sessions: -1}, "sessions -1"},
+		{"too many agents", Config{Agents: 1 << 21}, "agents 2097152"},
+		{"negative link RTT", Config{LinkRTT: -time.Millisecond}, "link RTT"},
+		{"huge link capacity", Config{LinkCapacity: 2 << 30}, "link capacity"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -260,11 +339,14 @@ func TestConfigValidate(t *testing.T) {
 
 func TestConfigDefaults(t *testing.T) {
 	full := Config{}.withDefaults()
-	if full.BulkSize != DefaultBulkSize || full.Runs != DefaultRuns || full.PGDuration != DefaultPGDuration || full.PGScale != DefaultPGScale {
+	if full.BulkSize != DefaultBulkSize || full.Runs != DefaultRuns || full.PGDuration != DefaultPGDuration || full.PGScale != DefaultPGScale ||
+		full.Sessions != DefaultSessions || full.Agents != DefaultAgents || full.LinkRTT != DefaultLinkRTT ||
+		full.LinkCapacity != DefaultLinkCapacity || full.LinkSize != DefaultLinkSize {
 		t.Errorf("defaults: %+v", full)
 	}
 	quick := Config{Quick: true, Runs: 5}.withDefaults()
-	if quick.BulkSize != QuickBulkSize || quick.Runs != 5 || quick.PGDuration != QuickPGDuration || quick.PGScale != QuickPGScale {
+	if quick.BulkSize != QuickBulkSize || quick.Runs != 5 || quick.PGDuration != QuickPGDuration || quick.PGScale != QuickPGScale ||
+		quick.Sessions != QuickSessions || quick.Agents != QuickAgents || quick.LinkRTT != DefaultLinkRTT || quick.LinkSize != QuickLinkSize {
 		t.Errorf("quick defaults with runs 5: %+v", quick)
 	}
 }
