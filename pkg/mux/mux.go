@@ -101,10 +101,11 @@ type Config struct {
 	HandshakeTimeout time.Duration
 
 	// StreamWindow is the most a peer may send on one stream before the
-	// reader consumes it: the per-stream flow-control window. One stream
-	// moves at most StreamWindow per round trip; the default, 4 MiB, keeps a
-	// 100 Mbit/s link with 100 ms RTT full (its bandwidth-delay product is
-	// 1.25 MB, and the window is replenished once half of it is consumed).
+	// reader consumes it: the per-stream flow-control window. yamux
+	// replenishes it once half is consumed, so one stream moves about half
+	// of it per round trip: the default, 16 MiB, keeps a 1 Gbit/s link with
+	// 50 ms RTT full (bandwidth-delay product 6.25 MB). It is also the most a
+	// stream buffers when its reader is slower than the link.
 	StreamWindow uint32
 
 	// WriteTimeout is how long a write may wait for its turn on the
@@ -155,7 +156,7 @@ type Config struct {
 // Defaults for Config.
 const (
 	DefaultHandshakeTimeout = 10 * time.Second
-	DefaultStreamWindow     = 4 << 20
+	DefaultStreamWindow     = 16 << 20
 	DefaultWriteTimeout     = 60 * time.Second
 	DefaultAcceptBacklog    = 1024
 	DefaultMaxHandshakes    = 256
