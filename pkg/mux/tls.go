@@ -57,11 +57,12 @@ func ClientTLS(ctx context.Context, conn net.Conn, tlsConf *tls.Config, cfg *Con
 		return nil, err
 	}
 	c := cfg.withDefaults()
-	wc := &corkConn{Conn: conn}
+	wc := newCorkConn(conn)
 	tc := tls.Client(wc, tlsConfig(tlsConf))
 	if err := handshake(ctx, tc, conn, c.HandshakeTimeout); err != nil {
 		return nil, err
 	}
+	wc.startAsync()
 	return newYamuxSession(tc, wc, true, c)
 }
 
@@ -72,11 +73,12 @@ func ServerTLS(ctx context.Context, conn net.Conn, tlsConf *tls.Config, cfg *Con
 		return nil, err
 	}
 	c := cfg.withDefaults()
-	wc := &corkConn{Conn: conn}
+	wc := newCorkConn(conn)
 	tc := tls.Server(wc, tlsConfig(tlsConf))
 	if err := handshake(ctx, tc, conn, c.HandshakeTimeout); err != nil {
 		return nil, err
 	}
+	wc.startAsync()
 	return newYamuxSession(tc, wc, false, c)
 }
 

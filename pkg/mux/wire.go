@@ -3,40 +3,86 @@ package mux
 import (
 	"net"
 	"sync"
+	"time"
 )
 
-// corkConn sits between a TLS connection and its TCP connection. While
-// corked, it collects what TLS writes, and uncork sends it in one write: a
-// mux frame that spans several TLS records (up to 16 KiB of plaintext each)
-// leaves in one syscall instead of one per record.
+// corkConn sits between a TLS connection and its TCP connection, and does
+// two things for throughput.
 //
-// The collecting buffer comes from a pool and goes back after each flush,
-// so an idle connection holds none.
+// While corked it collects what TLS writes, and uncork sends it as one
+// unit: a mux frame that spans several TLS records (up to 16 KiB of
+// plaintext each) leaves in one syscall instead of one per record.
+//
+// Once the handshake is done (startAsync), the syscalls move off the
+// caller's goroutine: uncork queues the frame and returns, and a flusher
+// goroutine writes whatever is queued, several frames in one writev when
+// they pile up. yamux encrypts and sends every frame of the connection on
+// one goroutine; this way the encryption of the next frame overlaps the
+// kernel's work on the last one, on another core. At most maxQueued bytes
+// wait: beyond that uncork blocks until the flusher catches up, so a peer
+// that stops reading still stops the sender. The flusher runs only while
+// there is something to write, and the buffers come from a pool and go
+// back after each write: an idle connection holds neither.
 type corkConn struct {
 	net.Conn
 
-	mu     sync.Mutex // TLS writes (handshake, alerts) may come from any goroutine
-	corked bool
-	buf    *[]byte
+	mu       sync.Mutex
+	drained  sync.Cond // signalled when queued shrinks or the flusher stops
+	corked   bool
+	async    bool
+	cur      *[]byte   // what is being collected while corked
+	queue    []*[]byte // collected and waiting for the flusher
+	queued   int       // bytes in queue and being written
+	flushing bool      // a flusher goroutine is running
+	err      error     // the first write error; every later write fails with it
 }
 
 // corkBufSize fits a large frame: 256 KiB of plaintext in 16 records, each
 // with its header and tag.
 const corkBufSize = 256<<10 + 16*64
 
+// maxQueued bounds the bytes waiting for the flusher.
+const maxQueued = 1 << 20
+
+// closeFlushWait bounds how long Close waits for queued bytes to be written.
+const closeFlushWait = time.Second
+
 var corkPool = sync.Pool{New: func() any { b := make([]byte, 0, corkBufSize); return &b }}
+
+func newCorkConn(c net.Conn) *corkConn {
+	w := &corkConn{Conn: c}
+	w.drained.L = &w.mu
+	return w
+}
 
 func (c *corkConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.corked {
+	if c.err != nil {
+		return 0, c.err
+	}
+	switch {
+	case c.corked:
+		if c.cur == nil {
+			c.cur = corkPool.Get().(*[]byte)
+		}
+		*c.cur = append(*c.cur, p...)
+	case c.async:
+		// A write of TLS's own (an alert, a key update) between frames.
+		b := corkPool.Get().(*[]byte)
+		*b = append(*b, p...)
+		c.enqueueLocked(b)
+	default:
 		return c.Conn.Write(p)
 	}
-	if c.buf == nil {
-		c.buf = corkPool.Get().(*[]byte)
-	}
-	*c.buf = append(*c.buf, p...)
 	return len(p), nil
+}
+
+// startAsync moves later writes to the flusher.
+func (c *corkConn) startAsync() {
+	c.mu.Lock()
+	c.async = true
+	c.mu.Unlock()
 }
 
 // cork starts collecting writes.
@@ -46,19 +92,97 @@ func (c *corkConn) cork() {
 	c.mu.Unlock()
 }
 
-// uncork stops collecting and sends what was collected, in one write.
+// uncork stops collecting and sends what was collected: queued for the
+// flusher once async, else at once in one write.
 func (c *corkConn) uncork() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.corked = false
-	if c.buf == nil {
-		return nil
+	b := c.cur
+	c.cur = nil
+	if b == nil {
+		return c.err
 	}
-	_, err := c.Conn.Write(*c.buf)
-	if cap(*c.buf) <= 2*corkBufSize {
-		*c.buf = (*c.buf)[:0]
-		corkPool.Put(c.buf)
+	if !c.async {
+		_, err := c.Conn.Write(*b)
+		putCorkBuf(b)
+		return err
 	}
-	c.buf = nil
-	return err
+	if c.err != nil {
+		putCorkBuf(b)
+		return c.err
+	}
+	c.enqueueLocked(b)
+	for c.queued > maxQueued && c.err == nil {
+		c.drained.Wait()
+	}
+	return c.err
+}
+
+func (c *corkConn) enqueueLocked(b *[]byte) {
+	c.queue = append(c.queue, b)
+	c.queued += len(*b)
+	if !c.flushing {
+		c.flushing = true
+		go c.flush()
+	}
+}
+
+// flush writes what is queued until nothing is, or a write fails.
+func (c *corkConn) flush() {
+	var bufs net.Buffers
+	c.mu.Lock()
+	for len(c.queue) > 0 && c.err == nil {
+		batch := c.queue
+		c.queue = nil
+		c.mu.Unlock()
+
+		bufs = bufs[:0]
+		n := 0
+		for _, b := range batch {
+			bufs = append(bufs, *b)
+			n += len(*b)
+		}
+		_, err := bufs.WriteTo(c.Conn)
+		for _, b := range batch {
+			putCorkBuf(b)
+		}
+
+		c.mu.Lock()
+		c.queued -= n
+		if err != nil && c.err == nil {
+			c.err = err
+		}
+		c.drained.Broadcast()
+	}
+	for _, b := range c.queue { // after a failure
+		c.queued -= len(*b)
+		putCorkBuf(b)
+	}
+	c.queue = nil
+	c.flushing = false
+	c.drained.Broadcast()
+	c.mu.Unlock()
+}
+
+// Close closes the TCP connection once the queued bytes are written (the
+// mux's goodbye may be among them), or after closeFlushWait when the peer
+// does not take them.
+func (c *corkConn) Close() error {
+	t := time.AfterFunc(closeFlushWait, func() { c.Conn.Close() })
+	defer t.Stop()
+	c.mu.Lock()
+	for c.flushing {
+		c.drained.Wait()
+	}
+	c.mu.Unlock()
+	return c.Conn.Close()
+}
+
+func putCorkBuf(b *[]byte) {
+	if cap(*b) > 2*corkBufSize {
+		return // grown by an unusually large write: let it go
+	}
+	*b = (*b)[:0]
+	corkPool.Put(b)
 }

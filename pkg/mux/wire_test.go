@@ -2,7 +2,11 @@ package mux
 
 import (
 	"bytes"
+	"errors"
+	"net"
+	"sync"
 	"testing"
+	"time"
 )
 
 // recordWriter stands in for the TLS connection: it cuts every write into
@@ -28,7 +32,7 @@ func (w *recordWriter) Write(p []byte) (int, error) {
 // (a handshake, an alert) pass straight through.
 func TestCorkOneWritePerFrame(t *testing.T) {
 	tcp := &recorder{}
-	cork := &corkConn{Conn: tcp}
+	cork := newCorkConn(tcp)
 	tlsConn := &recordWriter{out: cork}
 	fc := &frameConn{Conn: tlsConn, raw: cork}
 
@@ -56,7 +60,108 @@ func TestCorkOneWritePerFrame(t *testing.T) {
 	if len(tcp.writes) != 2 || string(tcp.writes[1]) != "alert" {
 		t.Fatalf("an uncorked write did not pass straight through: %d writes", len(tcp.writes))
 	}
-	if cork.buf != nil {
+	if cork.cur != nil {
 		t.Fatal("the cork keeps its buffer after a flush")
+	}
+}
+
+// slowConn records writes, each after a pause, and fails them once told to.
+type slowConn struct {
+	net.Conn
+	mu     sync.Mutex
+	data   []byte
+	writes int
+	delay  time.Duration
+	fail   error
+}
+
+func (c *slowConn) Write(p []byte) (int, error) {
+	time.Sleep(c.delay)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fail != nil {
+		return 0, c.fail
+	}
+	c.data = append(c.data, p...)
+	c.writes++
+	return len(p), nil
+}
+
+func (c *slowConn) Close() error { return nil }
+
+func (c *slowConn) snapshot() ([]byte, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]byte(nil), c.data...), c.writes
+}
+
+// TestCorkAsync: after the handshake, frames are written behind the
+// caller's back, in order; at most
+// maxQueued bytes wait; a write error reaches every later write; Close
+// writes out what is queued first.
+func TestCorkAsync(t *testing.T) {
+	slow := &slowConn{delay: 20 * time.Millisecond}
+	cork := newCorkConn(slow)
+	cork.startAsync()
+
+	var want []byte
+	frame := func(i int) []byte {
+		b := bytes.Repeat([]byte{byte(i)}, 200<<10)
+		want = append(want, b...)
+		return b
+	}
+	start := time.Now()
+	cork.cork()
+	cork.Write(frame(-1))
+	cork.uncork()
+	if el := time.Since(start); el >= slow.delay {
+		t.Fatalf("uncork took %v, as long as the write: not behind the caller's back", el)
+	}
+	for i := range 20 {
+		cork.cork()
+		cork.Write(frame(i))
+		if err := cork.uncork(); err != nil {
+			t.Fatal(err)
+		}
+		cork.mu.Lock()
+		q := cork.queued
+		cork.mu.Unlock()
+		if q > maxQueued+200<<10 {
+			t.Fatalf("%d bytes queued, bound %d", q, maxQueued)
+		}
+	}
+	if el := time.Since(start); el < 5*slow.delay {
+		t.Fatalf("20 frames of 200 KiB queued in %v: the queue bound did not hold the writer back", el)
+	}
+	if err := cork.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, writes := slow.snapshot()
+	if !bytes.Equal(got, want) {
+		t.Fatalf("wrote %d bytes, want %d, in order", len(got), len(want))
+	}
+	if writes < 20 {
+		t.Fatalf("%d writes for 20 frames", writes)
+	}
+
+	boom := errors.New("boom")
+	slow.mu.Lock()
+	slow.fail = boom
+	slow.mu.Unlock()
+	cork.cork()
+	cork.Write(make([]byte, 100))
+	cork.uncork()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		cork.cork()
+		_, werr := cork.Write([]byte("x"))
+		uerr := cork.uncork()
+		if errors.Is(werr, boom) || errors.Is(uerr, boom) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a failed write never reached the writer")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
