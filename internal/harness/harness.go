@@ -99,6 +99,10 @@ func StartServerWith(ctx context.Context, cfg Config, st store.Store, tlsConf *t
 	if muxCfg.HandshakeTimeout == 0 {
 		muxCfg.HandshakeTimeout = cfg.Options.HandshakeTimeout
 	}
+	if muxCfg.AcceptBacklog == 0 && muxCfg.MaxStreams == 0 {
+		// As tunnel-server run sets them.
+		muxCfg.AcceptBacklog, muxCfg.MaxStreams = mux.ServerAcceptBacklog, mux.ServerMaxStreams
+	}
 	ln, err := mux.Listen(listen, tlsConf, &muxCfg)
 	if err != nil {
 		return nil, err

@@ -166,6 +166,18 @@ const (
 	DefaultIdleTimeout      = 60 * time.Second
 )
 
+// Settings for the side of a session whose peer opens few streams of its
+// own, as a tunnel server's agents open only their control stream. Each
+// session then holds a smaller accept queue (yamux keeps one slot per
+// backlog entry, 8 bytes each), and a peer that opens more streams than it
+// should is refused early. AcceptBacklog also bounds the streams this side
+// has opened and the peer has not yet acknowledged: 256 opens per round
+// trip, per connection.
+const (
+	ServerAcceptBacklog = 256
+	ServerMaxStreams    = 16
+)
+
 // withDefaults returns a copy of c with zero fields set to their defaults.
 func (c *Config) withDefaults() Config {
 	var out Config

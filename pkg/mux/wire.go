@@ -29,6 +29,7 @@ type corkConn struct {
 	mu       sync.Mutex
 	drained  sync.Cond // signalled when queued shrinks or the flusher stops
 	corked   bool
+	hint     int // bytes expected while corked
 	async    bool
 	cur      *[]byte   // what is being collected while corked
 	queue    []*[]byte // collected and waiting for the flusher
@@ -37,9 +38,13 @@ type corkConn struct {
 	err      error     // the first write error; every later write fails with it
 }
 
-// corkBufSize fits a large frame: 256 KiB of plaintext in 16 records, each
-// with its header and tag.
-const corkBufSize = 256<<10 + 16*64
+// Cork buffers come in two sizes: one record of 16 KiB of plaintext with
+// its header and tag, for the many small frames (pings, window updates,
+// small messages), and one large frame of 256 KiB in 16 records.
+const (
+	smallCorkBufSize = 16<<10 + 64
+	corkBufSize      = 256<<10 + 16*64
+)
 
 // maxQueued bounds the bytes waiting for the flusher.
 const maxQueued = 1 << 20
@@ -47,7 +52,31 @@ const maxQueued = 1 << 20
 // closeFlushWait bounds how long Close waits for queued bytes to be written.
 const closeFlushWait = time.Second
 
-var corkPool = sync.Pool{New: func() any { b := make([]byte, 0, corkBufSize); return &b }}
+var (
+	smallCorkPool = sync.Pool{New: func() any { b := make([]byte, 0, smallCorkBufSize); return &b }}
+	corkPool      = sync.Pool{New: func() any { b := make([]byte, 0, corkBufSize); return &b }}
+)
+
+// getCorkBuf returns an empty buffer from the pool that fits n bytes, if
+// either does.
+func getCorkBuf(n int) *[]byte {
+	if n <= smallCorkBufSize {
+		return smallCorkPool.Get().(*[]byte)
+	}
+	return corkPool.Get().(*[]byte)
+}
+
+func putCorkBuf(b *[]byte) {
+	switch cap(*b) {
+	case smallCorkBufSize:
+		*b = (*b)[:0]
+		smallCorkPool.Put(b)
+	case corkBufSize:
+		*b = (*b)[:0]
+		corkPool.Put(b)
+	}
+	// Any other size was grown by an unusually large write: let it go.
+}
 
 func newCorkConn(c net.Conn) *corkConn {
 	w := &corkConn{Conn: c}
@@ -64,12 +93,18 @@ func (c *corkConn) Write(p []byte) (int, error) {
 	switch {
 	case c.corked:
 		if c.cur == nil {
-			c.cur = corkPool.Get().(*[]byte)
+			c.cur = getCorkBuf(c.hint)
+		} else if len(*c.cur)+len(p) > cap(*c.cur) && cap(*c.cur) == smallCorkBufSize {
+			// The frame is larger than its hint said: move to a large buffer.
+			b := corkPool.Get().(*[]byte)
+			*b = append(*b, *c.cur...)
+			putCorkBuf(c.cur)
+			c.cur = b
 		}
 		*c.cur = append(*c.cur, p...)
 	case c.async:
 		// A write of TLS's own (an alert, a key update) between frames.
-		b := corkPool.Get().(*[]byte)
+		b := getCorkBuf(len(p))
 		*b = append(*b, p...)
 		c.enqueueLocked(b)
 	default:
@@ -85,10 +120,12 @@ func (c *corkConn) startAsync() {
 	c.mu.Unlock()
 }
 
-// cork starts collecting writes.
-func (c *corkConn) cork() {
+// cork starts collecting writes; size is about how many bytes of plaintext
+// will come, to pick the buffer.
+func (c *corkConn) cork(size int) {
 	c.mu.Lock()
 	c.corked = true
+	c.hint = size + (size/tlsRecordPayload+1)*32 // and each record's header and tag
 	c.mu.Unlock()
 }
 
@@ -179,10 +216,3 @@ func (c *corkConn) Close() error {
 	return c.Conn.Close()
 }
 
-func putCorkBuf(b *[]byte) {
-	if cap(*b) > 2*corkBufSize {
-		return // grown by an unusually large write: let it go
-	}
-	*b = (*b)[:0]
-	corkPool.Put(b)
-}

@@ -111,14 +111,14 @@ func TestCorkAsync(t *testing.T) {
 		return b
 	}
 	start := time.Now()
-	cork.cork()
+	cork.cork(200 << 10)
 	cork.Write(frame(-1))
 	cork.uncork()
 	if el := time.Since(start); el >= slow.delay {
 		t.Fatalf("uncork took %v, as long as the write: not behind the caller's back", el)
 	}
 	for i := range 20 {
-		cork.cork()
+		cork.cork(200 << 10)
 		cork.Write(frame(i))
 		if err := cork.uncork(); err != nil {
 			t.Fatal(err)
@@ -148,12 +148,12 @@ func TestCorkAsync(t *testing.T) {
 	slow.mu.Lock()
 	slow.fail = boom
 	slow.mu.Unlock()
-	cork.cork()
+	cork.cork(200 << 10)
 	cork.Write(make([]byte, 100))
 	cork.uncork()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		cork.cork()
+		cork.cork(200 << 10)
 		_, werr := cork.Write([]byte("x"))
 		uerr := cork.uncork()
 		if errors.Is(werr, boom) || errors.Is(uerr, boom) {
@@ -163,5 +163,45 @@ func TestCorkAsync(t *testing.T) {
 			t.Fatal("a failed write never reached the writer")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestCorkBufferSizes: a small frame takes a small buffer, a large one a
+// large buffer, and a frame larger than its hint moves to a large one
+// without losing a byte.
+func TestCorkBufferSizes(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		hint, size int
+		wantCap    int
+	}{
+		{"ping", 8, 30, smallCorkBufSize},
+		{"full record", 16 << 10, 16<<10 + 22, smallCorkBufSize},
+		{"large frame", 256<<10 - 12, 256<<10 + 16*22, corkBufSize},
+		{"hint too small", 100, 40 << 10, corkBufSize},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tcp := &recorder{}
+			cork := newCorkConn(tcp)
+			cork.cork(tc.hint)
+			want := make([]byte, tc.size)
+			for i := range want {
+				want[i] = byte(i)
+			}
+			for rest := want; len(rest) > 0; {
+				n := min(len(rest), 1000)
+				cork.Write(rest[:n])
+				rest = rest[n:]
+			}
+			if got := cap(*cork.cur); got != tc.wantCap {
+				t.Errorf("buffer of %d bytes, want %d", got, tc.wantCap)
+			}
+			if err := cork.uncork(); err != nil {
+				t.Fatal(err)
+			}
+			if len(tcp.writes) != 1 || !bytes.Equal(tcp.writes[0], want) {
+				t.Fatalf("%d writes; the bytes differ from what was written", len(tcp.writes))
+			}
+		})
 	}
 }

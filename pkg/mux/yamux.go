@@ -241,7 +241,7 @@ func (c *frameConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.raw != nil {
-		c.raw.cork()
+		c.raw.cork(len(p))
 	}
 	n, err := c.write(p)
 	c.sent.Add(uint64(n))
