@@ -215,4 +215,3 @@ func (c *corkConn) Close() error {
 	c.mu.Unlock()
 	return c.Conn.Close()
 }
-
