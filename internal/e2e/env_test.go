@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnelrelay/tunnel/internal/admin"
 	"github.com/tunnelrelay/tunnel/internal/agent"
 	"github.com/tunnelrelay/tunnel/internal/harness"
 	"github.com/tunnelrelay/tunnel/internal/logging"
@@ -70,10 +69,15 @@ func containsAll(s string, parts []string) bool {
 
 type env struct {
 	t   *testing.T
+	tr  transport // how agents started by agent and agentWith connect
 	ctx context.Context
 	srv *harness.Server
 	log *logBuffer
 	lg  *slog.Logger
+
+	// wantTransport is the transport online expects each agent to be on:
+	// the one it was started with, unless that is auto.
+	wantTransport map[string]string
 }
 
 // Fast timings for tests: a dead tunnel is noticed within a few seconds,
@@ -100,7 +104,9 @@ func testAgentOptions() agent.Options {
 	}
 }
 
-func newEnv(t *testing.T, opt server.Options) *env {
+// newEnv starts a server listening for agents over both transports, whose
+// agents (see agent and agentWith) connect over tr.
+func newEnv(t *testing.T, tr transport, opt server.Options) *env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
@@ -114,7 +120,7 @@ func newEnv(t *testing.T, opt server.Options) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, ctx: ctx, srv: srv, log: lb, lg: lg}
+	e := &env{t: t, tr: tr, ctx: ctx, srv: srv, log: lb, lg: lg, wantTransport: map[string]string{}}
 	t.Cleanup(func() {
 		srv.Close(time.Second)
 		if t.Failed() || testing.Verbose() && os.Getenv("E2E_LOGS") != "" {
@@ -124,14 +130,21 @@ func newEnv(t *testing.T, opt server.Options) *env {
 	return e
 }
 
-// agent starts a registered agent with the given targets (name=address).
+// agent starts a registered agent with the given targets (name=address),
+// connecting over the env's transport.
 func (e *env) agent(name string, targets ...string) *harness.Agent {
 	e.t.Helper()
 	return e.agentWith(harness.AgentConfig{Name: name}, targets...)
 }
 
+// agentWith starts an agent as cfg says, over the env's transport unless
+// cfg.Transport names another, with test timings unless cfg.Options sets
+// its own.
 func (e *env) agentWith(cfg harness.AgentConfig, targets ...string) *harness.Agent {
 	e.t.Helper()
+	if cfg.Transport == "" {
+		cfg.Transport = e.tr.name
+	}
 	for _, t := range targets {
 		name, addr, _ := strings.Cut(t, "=")
 		cfg.Targets = append(cfg.Targets, agent.Target{Name: name, Address: addr})
@@ -140,9 +153,15 @@ func (e *env) agentWith(cfg harness.AgentConfig, targets ...string) *harness.Age
 		opt := testAgentOptions()
 		opt.DialTLS, opt.DialQUIC = cfg.Options.DialTLS, cfg.Options.DialQUIC
 		opt.Transport = cfg.Options.Transport
+		opt.QUICTimeout, opt.QUICRetry = cfg.Options.QUICTimeout, cfg.Options.QUICRetry
 		cfg.Options = opt
 	}
 	cfg.Options.Logger = e.lg
+	if cfg.Transport == agent.TransportAuto {
+		delete(e.wantTransport, cfg.Name)
+	} else {
+		e.wantTransport[cfg.Name] = cfg.Transport
+	}
 	a, err := e.srv.StartAgent(e.ctx, cfg)
 	if err != nil {
 		e.t.Fatal(err)
@@ -150,12 +169,18 @@ func (e *env) agentWith(cfg harness.AgentConfig, targets ...string) *harness.Age
 	return a
 }
 
+// online waits until the server lists the agent as connected, and checks
+// that it is connected over the transport it was started with.
 func (e *env) online(name string) {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
 	defer cancel()
 	if err := e.srv.WaitOnline(ctx, name); err != nil {
 		e.t.Fatal(err)
+	}
+	want := e.wantTransport[name]
+	if got := e.agentView(name).Transport; want != "" && got != want {
+		e.t.Fatalf("agent %q is connected over %q, want %q", name, got, want)
 	}
 }
 
@@ -170,16 +195,32 @@ func (e *env) route(name, agentName, target string, allow ...string) string {
 
 // isOnline reports whether the server lists the agent as connected.
 func (e *env) isOnline(name string) bool {
+	return e.agentView(name).Online
+}
+
+// agentView is what the server's admin API says of the agent.
+func (e *env) agentView(name string) admin.Agent {
+	e.t.Helper()
 	agents, err := e.srv.Agents(e.ctx)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	for _, a := range agents {
 		if a.Name == name {
-			return a.Online
+			return a
 		}
 	}
-	return false
+	e.t.Fatalf("the server does not list agent %q", name)
+	return admin.Agent{}
+}
+
+// proxy puts a fault proxy for the env's transport in front of the
+// server's agent port, and returns it with the agent config that dials
+// through it.
+func (e *env) proxy(cfg harness.AgentConfig) (faults, harness.AgentConfig) {
+	e.t.Helper()
+	p := e.tr.proxy(e.t, e.srv.Addr)
+	return p, e.tr.via(cfg, p.Addr)
 }
 
 // expectClosed asserts that the server closes conn (EOF or reset) within
@@ -261,10 +302,4 @@ func (r *patternReader) Read(p []byte) (int, error) {
 func withLogger(opt server.Options, l *slog.Logger) server.Options {
 	opt.Logger = l
 	return opt
-}
-
-// tlsDial connects with TLS 1.3 and no client certificate.
-func tlsDial(addr string, roots *x509.CertPool) (*tls.Conn, error) {
-	d := &net.Dialer{Timeout: 5 * time.Second}
-	return tls.DialWithDialer(d, "tcp", addr, &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS13, NextProtos: []string{"tunnel-yamux/1"}})
 }

@@ -214,6 +214,35 @@ func (c *cluster) waitOnline(t *testing.T, within time.Duration) {
 	}
 }
 
+// agentTransport returns the TRANSPORT column of acme's line in `agent
+// list`: "tls" or "quic", with a "*" when the agent fell back to TLS.
+func (c *cluster) agentTransport(t *testing.T) string {
+	t.Helper()
+	r := c.srv(t, "agent", "list")
+	m := regexp.MustCompile(`(?m)^acme\s+online\s+\S+ ago\s+\S+\s+(\S+)\s`).FindStringSubmatch(r.stdout)
+	if r.code != 0 || m == nil {
+		t.Fatalf("agent list: %d %s%s", r.code, r.stdout, r.stderr)
+	}
+	return m[1]
+}
+
+// setTransport sets [server] transport in the agent's config file.
+func (c *cluster) setTransport(t *testing.T, transport string) {
+	t.Helper()
+	b, err := os.ReadFile(c.agentCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`(?m)^# transport = .*$`)
+	if !re.Match(b) {
+		t.Fatalf("no transport line to uncomment in the agent config:\n%s", b)
+	}
+	b = re.ReplaceAll(b, []byte(fmt.Sprintf("transport = %q", transport)))
+	if err := os.WriteFile(c.agentCfg, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 var routeAddrRE = regexp.MustCompile(`listens on (127\.0\.0\.1:\d+)`)
 
 func (c *cluster) addRoute(t *testing.T, name, target string) string {
@@ -270,6 +299,9 @@ func TestBinaries(t *testing.T) {
 		if !strings.Contains(st.stdout, want) {
 			t.Errorf("status lacks %q:\n%s", want, st.stdout)
 		}
+	}
+	if tr := c.agentTransport(t); tr != "quic" {
+		t.Errorf("agent list shows transport %q, want quic (auto over loopback, no fallback)", tr)
 	}
 
 	t.Run("agent killed and restarted", func(t *testing.T) {
@@ -387,6 +419,41 @@ func TestBinaries(t *testing.T) {
 		prefix := "tunnel-agent: refused by server " + agentServerAddr(t, c.agentCfg) + `: agent "acme" `
 		if last != prefix+"was disabled on this server" && last != prefix+"is disabled on this server" {
 			t.Fatalf("last line %q", last)
+		}
+	})
+}
+
+// TestBinariesTransports: with [server] transport = "tls" or "quic" in the
+// agent's config, check and run connect over that transport, routes work,
+// and after the server is killed with SIGKILL and restarted the agent comes
+// back over the same transport. (The default, auto, is TestBinaries.)
+func TestBinariesTransports(t *testing.T) {
+	echo := tcptest.Echo(t)
+	forEachTransport(t, func(t *testing.T, tr transport) {
+		c := newCluster(t, map[string]string{"echo": echo})
+		c.setTransport(t, tr.name)
+		r := run(t, "tunnel-agent", "check", "--config", c.agentCfg)
+		if r.code != 0 || !regexp.MustCompile(`server\s+ok`).MatchString(r.stdout) {
+			t.Fatalf("check: %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		c.startAgent(t)
+		c.waitOnline(t, 10*time.Second)
+		if got := c.agentTransport(t); got != tr.name {
+			t.Errorf("agent list shows transport %q, want %q", got, tr.name)
+		}
+		c.agent.log.waitFor(t, time.Second, "connected to server", "transport="+tr.name)
+		addr := c.addRoute(t, "echo", "echo")
+		exchangeWithin(t, addr, 5*time.Second)
+
+		c.server.kill()
+		c.startServer(t)
+		d := exchangeWithin(t, addr, 15*time.Second)
+		t.Logf("route working again %v after the server restart", d.Round(time.Millisecond))
+		if got := c.agentTransport(t); got != tr.name {
+			t.Errorf("after the restart agent list shows transport %q, want %q", got, tr.name)
+		}
+		if strings.Contains(c.agent.log.String(), "transport=tls") == tr.quic() || strings.Contains(c.agent.log.String(), "transport=quic") != tr.quic() {
+			t.Errorf("the agent connected over another transport than %s:\n%s", tr.name, c.agent.log.String())
 		}
 	})
 }
