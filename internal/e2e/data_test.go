@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tunnelrelay/tunnel/internal/testutil/tcptest"
-
+	"github.com/tunnelrelay/tunnel/internal/harness"
 	"github.com/tunnelrelay/tunnel/internal/testutil/leakcheck"
+	"github.com/tunnelrelay/tunnel/internal/testutil/tcptest"
 )
 
 // TestBulkBothWays moves 256 MiB (128 MiB with the race detector) each way
@@ -98,8 +98,16 @@ func TestBulkBothWays(t *testing.T) {
 // checksum, through one agent.
 func TestConcurrentSessions(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, tr transport) {
-		e := newEnv(t, tr, testServerOptions())
-		e.agent("a1", "echo="+tcptest.Echo(t))
+		// The sessions all arrive at once, and with the race detector on a
+		// busy machine the last of them waits seconds for its open and its
+		// dial: this test is about the data, so it waits as long as the
+		// defaults do.
+		opt := testServerOptions()
+		opt.OpenTimeout = 15 * time.Second
+		aopt := testAgentOptions()
+		aopt.DialTimeout = 10 * time.Second
+		e := newEnv(t, tr, opt)
+		e.agentWith(harness.AgentConfig{Name: "a1", Options: aopt}, "echo="+tcptest.Echo(t))
 		e.online("a1")
 		addr := e.route("many", "a1", "echo")
 
