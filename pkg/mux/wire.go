@@ -13,12 +13,14 @@ import (
 // unit: a mux frame that spans several TLS records (up to 16 KiB of
 // plaintext each) leaves in one syscall instead of one per record.
 //
-// Once the handshake is done (startAsync), the syscalls move off the
-// caller's goroutine: uncork queues the frame and returns, and a flusher
-// goroutine writes whatever is queued, several frames in one writev when
-// they pile up. yamux encrypts and sends every frame of the connection on
-// one goroutine; this way the encryption of the next frame overlaps the
-// kernel's work on the last one, on another core. At most maxQueued bytes
+// Once the handshake is done (startAsync), the syscalls of large frames
+// move off the caller's goroutine: uncork queues the frame and returns,
+// and a flusher goroutine writes whatever is queued, several frames in one
+// writev when they pile up. yamux encrypts and sends every frame of the
+// connection on one goroutine; this way the encryption of the next frame
+// overlaps the kernel's work on the last one, on another core. A small
+// frame with nothing queued ahead of it is written at once, on the
+// caller's goroutine: its latency matters more. At most maxQueued bytes
 // wait: beyond that uncork blocks until the flusher catches up, so a peer
 // that stops reading still stops the sender. The flusher runs only while
 // there is something to write, and the buffers come from a pool and go
@@ -149,6 +151,18 @@ func (c *corkConn) uncork() error {
 		putCorkBuf(b)
 		return c.err
 	}
+	if !c.flushing && len(*b) <= smallCorkBufSize {
+		// A small frame with nothing ahead of it (a heartbeat, a query):
+		// write it here, sparing the hand-off to another goroutine, which
+		// costs a small message more latency than it saves.
+		c.queue = append(c.queue, b)
+		c.queued += len(*b)
+		c.flushing = true
+		c.mu.Unlock()
+		c.flush()
+		c.mu.Lock()
+		return c.err
+	}
 	c.enqueueLocked(b)
 	for c.queued > maxQueued && c.err == nil {
 		c.drained.Wait()
@@ -156,6 +170,7 @@ func (c *corkConn) uncork() error {
 	return c.err
 }
 
+// enqueueLocked queues b and makes sure a flusher runs.
 func (c *corkConn) enqueueLocked(b *[]byte) {
 	c.queue = append(c.queue, b)
 	c.queued += len(*b)
@@ -165,7 +180,9 @@ func (c *corkConn) enqueueLocked(b *[]byte) {
 	}
 }
 
-// flush writes what is queued until nothing is, or a write fails.
+// flush writes what is queued until nothing is, or a write fails. It runs
+// with flushing set, on a goroutine of its own or, for a small frame, on
+// the writer's.
 func (c *corkConn) flush() {
 	var bufs net.Buffers
 	c.mu.Lock()

@@ -205,3 +205,25 @@ func TestCorkBufferSizes(t *testing.T) {
 		})
 	}
 }
+
+// TestCorkSmallFrameInline: a small frame with nothing queued ahead of it
+// is written before uncork returns, on the caller's goroutine.
+func TestCorkSmallFrameInline(t *testing.T) {
+	slow := &slowConn{delay: 10 * time.Millisecond}
+	cork := newCorkConn(slow)
+	cork.startAsync()
+	cork.cork(100)
+	cork.Write([]byte("select 1"))
+	if err := cork.uncork(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := slow.snapshot(); string(got) != "select 1" {
+		t.Fatalf("after uncork the connection has %q", got)
+	}
+	cork.mu.Lock()
+	flushing := cork.flushing
+	cork.mu.Unlock()
+	if flushing {
+		t.Fatal("a flusher still runs after the inline write")
+	}
+}
