@@ -98,14 +98,22 @@ func TestBulkBothWays(t *testing.T) {
 // checksum, through one agent.
 func TestConcurrentSessions(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, tr transport) {
-		// The sessions all arrive at once, and with the race detector on a
-		// busy machine the last of them waits seconds for its open and its
-		// dial: this test is about the data, so it waits as long as the
+		// The sessions all arrive at once. With the race detector on two
+		// cores the clients' goroutines, generating and hashing their data,
+		// can keep the engines' goroutines waiting for seconds: for their
+		// opens, stream headers, dials, even heartbeats; and QUIC moves 200
+		// streams several times slower than without it, so an echo can
+		// trail its request by more than the tests' short half-close
+		// timeout. This test is about the data, so it waits as long as the
 		// defaults do.
 		opt := testServerOptions()
 		opt.OpenTimeout = 15 * time.Second
+		opt.HeartbeatTimeout = 15 * time.Second
+		opt.HalfCloseTimeout = 30 * time.Second
 		aopt := testAgentOptions()
 		aopt.DialTimeout = 10 * time.Second
+		aopt.HandshakeTimeout = 10 * time.Second
+		aopt.HalfCloseTimeout = 30 * time.Second
 		e := newEnv(t, tr, opt)
 		e.agentWith(harness.AgentConfig{Name: "a1", Options: aopt}, "echo="+tcptest.Echo(t))
 		e.online("a1")
