@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -104,7 +105,7 @@ func TestDrain(t *testing.T) {
 		defer inFlight.Close()
 		inFlight.Write([]byte("before"))
 		inFlight.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, err := inFlight.Read(make([]byte, 6)); err != nil {
+		if _, err := io.ReadFull(inFlight, make([]byte, 6)); err != nil {
 			t.Fatal(err)
 		}
 
