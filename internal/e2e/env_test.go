@@ -44,15 +44,25 @@ func (l *logBuffer) String() string {
 // waitFor waits until the log has a line containing every one of parts.
 func (l *logBuffer) waitFor(t *testing.T, within time.Duration, parts ...string) string {
 	t.Helper()
+	return l.waitForNth(t, within, 1, parts...)
+}
+
+// waitForNth waits until the log has n lines containing every one of
+// parts, and returns the nth.
+func (l *logBuffer) waitForNth(t *testing.T, within time.Duration, n int, parts ...string) string {
+	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
+		seen := 0
 		for line := range strings.SplitSeq(l.String(), "\n") {
 			if containsAll(line, parts) {
-				return line
+				if seen++; seen == n {
+					return line
+				}
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no log line with %q within %v", parts, within)
+			t.Fatalf("%d log lines with %q within %v, want %d", seen, parts, within, n)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -178,9 +188,9 @@ func (e *env) online(name string) {
 	if err := e.srv.WaitOnline(ctx, name); err != nil {
 		e.t.Fatal(err)
 	}
-	want := e.wantTransport[name]
-	if got := e.agentView(name).Transport; want != "" && got != want {
-		e.t.Fatalf("agent %q is connected over %q, want %q", name, got, want)
+	v := e.agentView(name)
+	if want := e.wantTransport[name]; v.Online && want != "" && v.Transport != want {
+		e.t.Fatalf("agent %q is connected over %q, want %q", name, v.Transport, want)
 	}
 }
 

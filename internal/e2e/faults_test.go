@@ -328,7 +328,7 @@ func TestDuplicateAgent(t *testing.T) {
 		}
 		// When the first copy stops, the second takes over.
 		first.Stop()
-		e.log.waitFor(t, 5*time.Second, "agent connected", "agent=a1")
+		e.log.waitForNth(t, 5*time.Second, 2, "agent connected", "agent=a1")
 		e.online("a1")
 	})
 }
@@ -385,7 +385,7 @@ func TestStaleConnectionReplaced(t *testing.T) {
 					e.agentWith(harness.AgentConfig{Name: "a1", Key: a.Key}, "echo="+echo)
 				}
 				e.log.waitFor(t, 5*time.Second, "replacing stale connection", "agent=a1", tc.reason)
-				e.log.waitFor(t, 5*time.Second, "agent connected", "agent=a1", "remote=127.0.0.1")
+				e.log.waitForNth(t, 5*time.Second, 2, "agent connected", "agent=a1", "remote=127.0.0.1")
 				c, err := net.Dial("tcp", e.route("r", "a1", "echo"))
 				if err != nil {
 					t.Fatal(err)
