@@ -227,3 +227,18 @@ func TestCorkSmallFrameInline(t *testing.T) {
 		t.Fatal("a flusher still runs after the inline write")
 	}
 }
+
+func TestAutoStreamWindow(t *testing.T) {
+	for _, tc := range []struct {
+		handshake time.Duration
+		want      uint32
+	}{
+		{time.Millisecond, 4 << 20},        // loopback
+		{10 * time.Millisecond, 5_000_000}, // across a region
+		{50 * time.Millisecond, 16 << 20},  // across a continent: the cap
+	} {
+		if got := autoStreamWindow(tc.handshake); got != tc.want {
+			t.Errorf("autoStreamWindow(%v) = %d, want %d", tc.handshake, got, tc.want)
+		}
+	}
+}
