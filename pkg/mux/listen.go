@@ -64,7 +64,7 @@ func NewQUICListener(pc net.PacketConn, tlsConf *tls.Config, cfg *Config) (*QUIC
 	}
 	c := cfg.withDefaults()
 	raised := processUDPBuffers.prepare(pc)
-	tr := &quic.Transport{Conn: pc, StatelessResetKey: statelessResetKey(tlsConf)}
+	tr := newQUICTransport(pc, statelessResetKey(tlsConf))
 	ln, err := tr.Listen(quicTLSConfig(tlsConf), quicConfig(c))
 	if err != nil {
 		tr.Close()

@@ -112,7 +112,7 @@ func dialQUIC(ctx context.Context, raddr *net.UDPAddr, tlsConf *tls.Config, c Co
 	if err != nil {
 		return nil, nil, fmt.Errorf("open a UDP socket: %w", err)
 	}
-	tr := &quic.Transport{Conn: pc}
+	tr := newQUICTransport(pc, nil)
 	release := func() {
 		tr.Close()
 		pc.Close()
@@ -127,6 +127,16 @@ func dialQUIC(ctx context.Context, raddr *net.UDPAddr, tlsConf *tls.Config, c Co
 		return nil, nil, err
 	}
 	return conn, release, nil
+}
+
+// newQUICTransport returns a quic-go transport over pc with receive offload
+// turned on where the kernel offers it (see quic_linux.go). resetKey may be
+// nil: no stateless resets.
+func newQUICTransport(pc net.PacketConn, resetKey *quic.StatelessResetKey) *quic.Transport {
+	if udp, ok := pc.(*net.UDPConn); ok {
+		pc = quicPacketConn(udp)
+	}
+	return &quic.Transport{Conn: pc, StatelessResetKey: resetKey}
 }
 
 // resolveUDP looks addr up under ctx and returns its first address, in the
