@@ -719,7 +719,10 @@ func TestDeadlines(t *testing.T) {
 		if !isTimeout(err) || n == 64<<20 {
 			t.Fatalf("write past its deadline: %d bytes, %v; want a timeout", n, err)
 		}
-		if el := time.Since(start); el > 2*time.Second {
+		// yamux looks at the deadline only while it waits for window, so
+		// the window itself (up to 16 MiB) is written first: slow under
+		// the race detector on a busy machine, hence the generous bound.
+		if el := time.Since(start); el > 10*time.Second {
 			t.Fatalf("write timed out after %v", el)
 		}
 	})
