@@ -20,6 +20,11 @@ declared targets. When the connection fails or drops it reconnects, with
 exponential backoff and jitter (first retry within half a second, then up to
 30s apart), forever.
 
+[server] transport picks the connection: "auto" (the default) tries QUIC over
+UDP and falls back to TLS over TCP, to the same port, when QUIC gets no
+answer within 3s, logging why; it tries QUIC again 5 minutes later. "tls" and
+"quic" use only that one.
+
 It exits only on SIGINT/SIGTERM (code 0), a bad config (code 2), or when
 the server refuses this agent for good (code 3): unknown, removed or
 disabled agent, or a key the server does not know.`,
