@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tunnelrelay/tunnel/internal/admin"
+	"github.com/tunnelrelay/tunnel/internal/netutil"
 )
 
 // A tunnel-server and tunnel-agent pair as processes, set up the way the
@@ -45,7 +46,7 @@ func startProcServer(ctx context.Context, e *Env, bins *binaries, name string, e
 	if err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(2)
+	ports, err := netutil.FreePorts(2)
 	if err != nil {
 		return nil, err
 	}
@@ -181,7 +182,7 @@ func transportsText(m map[string]int) string {
 // addRoute adds a route on a free loopback port with `route add` and
 // returns its address.
 func (s *procServer) addRoute(ctx context.Context, name, agentName, target string) (string, error) {
-	ports, err := freePorts(1)
+	ports, err := netutil.FreePorts(1)
 	if err != nil {
 		return "", err
 	}
@@ -269,28 +270,6 @@ func poll(ctx context.Context, limit time.Duration, what string, check func() (b
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-}
-
-// freePorts returns n loopback ports free at the moment. Another program
-// could take one before it is used; on a benchmark machine that is rare,
-// and the failure is clear.
-func freePorts(n int) ([]int, error) {
-	var lns []net.Listener
-	defer func() {
-		for _, l := range lns {
-			l.Close()
-		}
-	}()
-	ports := make([]int, n)
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		lns = append(lns, l)
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-	}
-	return ports, nil
 }
 
 func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/tunnelrelay/tunnel/internal/admin"
+	"github.com/tunnelrelay/tunnel/internal/netutil"
 )
 
 // Options for Run.
@@ -83,7 +84,7 @@ func (q *quickstart) run(ctx context.Context) error {
 	if err := q.build(ctx); err != nil {
 		return err
 	}
-	ports, err := freePorts(3)
+	ports, err := netutil.FreePorts(3)
 	if err != nil {
 		return err
 	}
@@ -272,25 +273,6 @@ func moduleRoot() string {
 			return dir
 		}
 	}
-}
-
-func freePorts(n int) ([]int, error) {
-	var lns []net.Listener
-	defer func() {
-		for _, l := range lns {
-			l.Close()
-		}
-	}()
-	ports := make([]int, n)
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		lns = append(lns, l)
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-	}
-	return ports, nil
 }
 
 func waitListening(ctx context.Context, addr string) error {
