@@ -1,8 +1,9 @@
-// Package faultproxy is a TCP proxy for fault injection: put it between two
-// parts of the system and stall, drop, delay or refuse their connections.
+// Package faultproxy is a TCP proxy (Proxy) and a UDP proxy (UDPProxy) for
+// fault injection: put one between two parts of the system and stall,
+// drop, delay or refuse their connections, or their datagrams.
 //
 // It is for tests and benchmarks on loopback, not for production traffic:
-// every connection costs four goroutines, a 32 KiB read buffer per
+// every TCP connection costs four goroutines, a 32 KiB read buffer per
 // direction and, with latency, up to 64 MiB of queued data per direction.
 // Faults are proxy-wide; a connection is not addressed individually.
 package faultproxy
