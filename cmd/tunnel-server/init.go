@@ -35,7 +35,7 @@ func (a *app) initCmd() *cobra.Command {
 		Short: "Create a config, a private CA, a server certificate and an admin credential",
 		Long: `init writes, into DIR:
 
-  tunnel-server.toml  the server config; agents connect to --listen
+  tunnel-server.toml  the server config; agents connect to --listen (TCP and UDP)
   ca.crt, ca.key      a private certificate authority (keep ca.key private)
   server.crt/.key     the server's certificate for the --hostname names
   admin.token         the credential of the admin endpoint

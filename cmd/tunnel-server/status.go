@@ -24,7 +24,7 @@ func (a *app) statusCmd() *cobra.Command {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "tunnel-server %s, up %s, agents connect to %s\n\n", st.Version,
+			fmt.Fprintf(out, "tunnel-server %s, up %s, agents connect to %s (TLS on TCP, QUIC on UDP)\n\n", st.Version,
 				time.Since(st.Started).Round(time.Second), st.Listen)
 			fmt.Fprintln(out, "AGENTS")
 			printAgents(cmd, st.Agents)

@@ -53,8 +53,9 @@ type Server struct {
 
 // ServerSection is the [server] section of the server config.
 type ServerSection struct {
-	// Listen is the host:port agents connect to. Empty means
-	// DefaultListen; an empty host means all interfaces, port 0 a free port.
+	// Listen is the host:port agents connect to, over TCP (TLS) and UDP
+	// (QUIC) alike. Empty means DefaultListen; an empty host means all
+	// interfaces, port 0 a port free for both.
 	Listen string `toml:"listen"`
 	// PublicAddress is the host:port agents reach the server at, written
 	// into agent configs by `agent add`. Required.

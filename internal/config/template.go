@@ -287,7 +287,7 @@ var serverTemplate = template.Must(template.New(ServerFile).Funcs(funcs).Parse(`
 # TUNNEL_SERVER_<SECTION>_<KEY>, e.g. TUNNEL_SERVER_ADMIN_LISTEN.
 
 [server]
-# Where agents connect (TLS 1.3).
+# Where agents connect: TLS 1.3 on this TCP port, QUIC on the same UDP port.
 listen = {{toml .Listen}}
 # The address agents reach this server at; ` + "`agent add`" + ` writes it into
 # agent configs.
