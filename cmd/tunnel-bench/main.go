@@ -128,7 +128,7 @@ func newRootCmd() *cobra.Command {
 	f.IntVar(&cfg.Runs, "runs", 0, fmt.Sprintf("runs of each bulk, parallel, cpu and latency measurement; the median is reported (default %d, %d with --quick)", bench.DefaultRuns, bench.QuickRuns))
 	f.DurationVar(&cfg.PGDuration, "pg-duration", 0, fmt.Sprintf("length of each pgbench run, whole seconds (default %v, %v with --quick)", bench.DefaultPGDuration, bench.QuickPGDuration))
 	f.IntVar(&cfg.PGScale, "pg-scale", 0, fmt.Sprintf("pgbench -i scale factor (default %d, %d with --quick)", bench.DefaultPGScale, bench.QuickPGScale))
-	f.IntVar(&cfg.PGRuns, "pg-runs", 0, fmt.Sprintf("pgbench runs per path; the median is reported (default %d)", bench.DefaultPGRuns))
+	f.IntVar(&cfg.PGRuns, "pg-runs", 0, fmt.Sprintf("pgbench runs per path; the median is reported (default %d, %d with --quick)", bench.DefaultPGRuns, bench.QuickPGRuns))
 	f.StringVar(&cfg.PGDSN, "pg-dsn", "", "use this PostgreSQL server instead of starting one: postgres://user[:password]@host[:port][/database][?sslmode=mode]; pgbench -i drops and recreates its pgbench_* tables there unless --pg-skip-init")
 	f.StringVar(&cfg.PGAddr, "pg-addr", "", "use the PostgreSQL server at host:port (user postgres, database postgres, no TLS) instead of starting one; pgbench -i drops and recreates its pgbench_* tables there unless --pg-skip-init")
 	f.BoolVar(&cfg.PGSkipInit, "pg-skip-init", false, "with --pg-dsn or --pg-addr: do not run pgbench -i; the pgbench_* tables must exist")

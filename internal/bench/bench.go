@@ -34,7 +34,7 @@ const (
 	DefaultRuns         = 3
 	DefaultPGDuration   = 10 * time.Second
 	DefaultPGScale      = 10
-	DefaultPGRuns       = 1
+	DefaultPGRuns       = 3
 	DefaultSessions     = 10000
 	DefaultAgents       = 1000
 	DefaultLinkRTT      = 50 * time.Millisecond
@@ -45,6 +45,7 @@ const (
 	QuickRuns       = 1
 	QuickPGDuration = 2 * time.Second
 	QuickPGScale    = 1
+	QuickPGRuns     = 1
 	QuickSessions   = 1000
 	QuickAgents     = 200
 	QuickLinkSize   = 32 << 20
@@ -79,7 +80,7 @@ type Config struct {
 	// QuickPGScale with Quick.
 	PGScale int
 	// PGRuns is how many times each pgbench run is repeated; the median is
-	// reported. Default DefaultPGRuns.
+	// reported. Default DefaultPGRuns, or QuickPGRuns with Quick.
 	PGRuns int
 	// PGDSN names an existing PostgreSQL server to use instead of starting
 	// one, as a URL: postgres://user[:password]@host[:port][/db][?sslmode=...].
@@ -135,7 +136,7 @@ func (c Config) withDefaults() Config {
 		c.PGScale = int(pick(DefaultPGScale, QuickPGScale))
 	}
 	if c.PGRuns <= 0 {
-		c.PGRuns = DefaultPGRuns
+		c.PGRuns = int(pick(DefaultPGRuns, QuickPGRuns))
 	}
 	if c.Sessions <= 0 {
 		c.Sessions = int(pick(DefaultSessions, QuickSessions))

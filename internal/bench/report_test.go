@@ -122,7 +122,7 @@ func TestWriteText(t *testing.T) {
 	for _, want := range []string{
 		"one bulk stream over TLS, upload (MB/s)",
 		"\n\nnotes:\n- 10000 idle sessions, server RSS per session: RSS 10.0 MiB before, 217.5 MiB with the sessions open\n",
-		"\n\nsettings: bulk 1 GiB per transfer, 3 runs (median); 16 parallel streams; pgbench -T 10s, scale 10, 1 run, server postgres://u@db:5432/x; " +
+		"\n\nsettings: bulk 1 GiB per transfer, 3 runs (median); 16 parallel streams; pgbench -T 10s, scale 10, 3 runs (median), server postgres://u@db:5432/x; " +
 			"10000 sessions; 1000 agents; link 50ms RTT, 4 MiB in flight each way, 128 MiB per transfer\n",
 		"machine: linux/amd64, 2 CPUs (GOMAXPROCS 2), Some CPU, go1.26.0, 2026-01-02T03:04:05Z, load average 1.00 0.50 0.25 at start, 2.00 1.00 0.50 at end\n",
 	} {
