@@ -20,8 +20,8 @@ import (
 // connection on one goroutine; this way the encryption of the next frame
 // overlaps the kernel's work on the last one, on another core. A small
 // frame with nothing queued ahead of it is written at once, on the
-// caller's goroutine: its latency matters more. At most maxQueued bytes
-// wait: beyond that uncork blocks until the flusher catches up, so a peer
+// caller's goroutine: its latency matters more. At most maxQueued bytes of
+// buffers wait: beyond that writes block until the flusher catches up, so a peer
 // that stops reading still stops the sender. The flusher runs only while
 // there is something to write, and the buffers come from a pool and go
 // back after each write: an idle connection holds neither.
@@ -35,7 +35,7 @@ type corkConn struct {
 	async    bool
 	cur      *[]byte   // what is being collected while corked
 	queue    []*[]byte // collected and waiting for the flusher
-	queued   int       // bytes in queue and being written
+	queued   int       // bytes of buffer (capacity) queued and being written
 	flushing bool      // a flusher goroutine is running
 	err      error     // the first write error; every later write fails with it
 }
@@ -48,7 +48,7 @@ const (
 	corkBufSize      = 256<<10 + 16*64
 )
 
-// maxQueued bounds the bytes waiting for the flusher.
+// maxQueued bounds the buffers (by capacity) waiting for the flusher.
 const maxQueued = 1 << 20
 
 // closeFlushWait bounds how long Close waits for queued bytes to be written.
@@ -105,10 +105,14 @@ func (c *corkConn) Write(p []byte) (int, error) {
 		}
 		*c.cur = append(*c.cur, p...)
 	case c.async:
-		// A write of TLS's own (an alert, a key update) between frames.
+		// A write of TLS's own (an alert, an answer to a key update)
+		// between frames: queued like a frame, and held back like one,
+		// so a peer that provokes such writes and reads nothing cannot
+		// make the queue grow.
 		b := getCorkBuf(len(p))
 		*b = append(*b, p...)
 		c.enqueueLocked(b)
+		c.waitDrainedLocked()
 	default:
 		return c.Conn.Write(p)
 	}
@@ -156,7 +160,7 @@ func (c *corkConn) uncork() error {
 		// write it here, sparing the hand-off to another goroutine, which
 		// costs a small message more latency than it saves.
 		c.queue = append(c.queue, b)
-		c.queued += len(*b)
+		c.queued += cap(*b)
 		c.flushing = true
 		c.mu.Unlock()
 		c.flush()
@@ -164,19 +168,41 @@ func (c *corkConn) uncork() error {
 		return c.err
 	}
 	c.enqueueLocked(b)
-	for c.queued > maxQueued && c.err == nil {
-		c.drained.Wait()
-	}
+	c.waitDrainedLocked()
 	return c.err
 }
 
-// enqueueLocked queues b and makes sure a flusher runs.
+// enqueueLocked queues b and makes sure a flusher runs. A small write that
+// fits in the last queued buffer is copied there, so many small frames
+// behind a large one take a buffer between them, not one each.
 func (c *corkConn) enqueueLocked(b *[]byte) {
+	if n := len(c.queue); n > 0 {
+		tail := c.queue[n-1]
+		if len(*tail)+len(*b) <= cap(*tail) {
+			*tail = append(*tail, *b...)
+			putCorkBuf(b)
+			c.kickLocked()
+			return
+		}
+	}
 	c.queue = append(c.queue, b)
-	c.queued += len(*b)
+	c.queued += cap(*b)
+	c.kickLocked()
+}
+
+// kickLocked starts a flusher unless one runs.
+func (c *corkConn) kickLocked() {
 	if !c.flushing {
 		c.flushing = true
 		go c.flush()
+	}
+}
+
+// waitDrainedLocked waits while more than maxQueued bytes of buffers wait
+// for the flusher.
+func (c *corkConn) waitDrainedLocked() {
+	for c.queued > maxQueued && c.err == nil {
+		c.drained.Wait()
 	}
 }
 
@@ -195,7 +221,7 @@ func (c *corkConn) flush() {
 		n := 0
 		for _, b := range batch {
 			bufs = append(bufs, *b)
-			n += len(*b)
+			n += cap(*b)
 		}
 		_, err := bufs.WriteTo(c.Conn)
 		for _, b := range batch {
@@ -210,7 +236,7 @@ func (c *corkConn) flush() {
 		c.drained.Broadcast()
 	}
 	for _, b := range c.queue { // after a failure
-		c.queued -= len(*b)
+		c.queued -= cap(*b)
 		putCorkBuf(b)
 	}
 	c.queue = nil

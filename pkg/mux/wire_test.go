@@ -242,3 +242,72 @@ func TestAutoStreamWindow(t *testing.T) {
 		}
 	}
 }
+
+// blockedConn takes no write until released, like a peer that reads nothing.
+type blockedConn struct {
+	net.Conn
+	release chan struct{}
+}
+
+func (c *blockedConn) Write(p []byte) (int, error) {
+	<-c.release
+	return len(p), nil
+}
+
+func (c *blockedConn) Close() error { return nil }
+
+// TestCorkQueueBounded: however the writes come (TLS's own small records
+// between frames, or small frames behind a large one that is stuck), the
+// buffers waiting for a peer that reads nothing stay within the bound, and
+// the writer is held back instead.
+func TestCorkQueueBounded(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		write func(c *corkConn)
+	}{
+		{"records of TLS's own", func(c *corkConn) { c.Write(make([]byte, 27)) }},
+		{"small frames", func(c *corkConn) {
+			c.cork(12)
+			c.Write(make([]byte, 12+22))
+			c.uncork()
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn := &blockedConn{release: make(chan struct{})}
+			cork := newCorkConn(conn)
+			cork.startAsync()
+			cork.cork(200 << 10) // a large frame first, stuck in the flusher
+			cork.Write(make([]byte, 200<<10))
+			cork.uncork()
+
+			const n = 100000
+			done := make(chan int)
+			go func() {
+				i := 0
+				for ; i < n; i++ {
+					tc.write(cork)
+				}
+				done <- i
+			}()
+			time.Sleep(200 * time.Millisecond)
+			cork.mu.Lock()
+			held := 0 // what the queue holds, counted afresh
+			for _, b := range cork.queue {
+				held += cap(*b)
+			}
+			cork.mu.Unlock()
+			if bound := maxQueued + corkBufSize; held > bound {
+				t.Fatalf("%d bytes of buffers queued, bound %d", held, bound)
+			}
+			close(conn.release)
+			select {
+			case got := <-done:
+				if got != n {
+					t.Fatalf("%d writes", got)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the writer stayed blocked after the peer read again")
+			}
+		})
+	}
+}
