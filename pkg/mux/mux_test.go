@@ -1085,3 +1085,36 @@ func TestBindDeadline(t *testing.T) {
 		}
 	})
 }
+
+// TestSessionDeathIsNoCleanEnd: when the connection under a session ends,
+// a stream's read fails; it never looks like the peer's clean end.
+func TestSessionDeathIsNoCleanEnd(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr transportCase) {
+		client, server := tr.pair(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		st, err := client.OpenStream(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Write([]byte("hello")); err != nil {
+			t.Fatal(err)
+		}
+		peer, err := server.AcceptStream(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(peer, make([]byte, 5)); err != nil {
+			t.Fatal(err)
+		}
+		client.Close()
+		peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = io.ReadAll(peer)
+		if err == nil {
+			t.Fatal("the peer's stream read a clean end after the connection died")
+		}
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatal("the peer's stream read nothing until its deadline")
+		}
+	})
+}

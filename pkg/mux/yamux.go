@@ -122,6 +122,13 @@ var pastDeadline = time.Unix(1, 0)
 
 func (s *yamuxStream) Read(p []byte) (int, error) {
 	n, err := s.Stream.Read(p)
+	if err == io.EOF && s.Stream.Session().IsClosed() && !s.closed.Load() {
+		// yamux ends the streams of a dead session as if each peer had
+		// closed its side cleanly; a truncated exchange must not look
+		// complete. (A FIN that came just before the session died is
+		// reported as a failure too: the safe side.)
+		return n, fmt.Errorf("%w: the connection ended", ErrSessionClosed)
+	}
 	return n, s.mapErr(err)
 }
 
