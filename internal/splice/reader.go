@@ -27,8 +27,11 @@ type reader struct {
 	one     [1]byte // the byte wait consumed, where it must consume one
 }
 
-// pastDeadline makes a read return at once with what is already buffered.
-var pastDeadline = time.Unix(1, 0)
+// bufferedWait bounds the read that collects what is already buffered
+// behind the byte wait consumed. A deadline already past would do for
+// yamux, which looks at its buffer first, but quic-go looks at the deadline
+// first and would return nothing.
+const bufferedWait = 100 * time.Microsecond
 
 // read returns the next bytes from src, valid until the next call.
 func (r *reader) read() ([]byte, error) {
@@ -79,7 +82,7 @@ func (r *reader) wake() ([]byte, error) {
 		return buf[:1], err
 	}
 	n := 0
-	if r.src.SetReadDeadline(pastDeadline) == nil {
+	if r.src.SetReadDeadline(time.Now().Add(bufferedWait)) == nil {
 		var rerr error
 		n, rerr = r.src.Read(buf[1:])
 		if rerr != nil && !isTimeout(rerr) {
