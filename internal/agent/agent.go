@@ -372,7 +372,6 @@ func (c *conn) serve(ctx context.Context) (next *conn, err error) {
 	// The connection's own context: when it ends, dials still in progress
 	// for its streams stop at once instead of delaying the reconnect.
 	connCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var streams sync.WaitGroup
 	acceptDone := make(chan struct{})
 	go func() {
@@ -439,13 +438,33 @@ loop:
 			break loop
 		}
 	}
-	c.sess.Close()
-	cancel()
-	if readErr != nil {
-		<-readErr
+	finish := func() {
+		c.sess.Close()
+		cancel()
+		if readErr != nil {
+			<-readErr
+		}
+		<-acceptDone
+		streams.Wait()
 	}
-	<-acceptDone
-	streams.Wait()
+	if next == nil {
+		finish()
+		return nil, err
+	}
+	// Moved to a new connection: sessions that the server started on this
+	// one just before it learned of the new one finish here. The server
+	// closes this connection once they are done; until then it keeps
+	// serving, in the background, for at most a half-close timeout more.
+	go func() {
+		bound := time.NewTimer(c.a.opt.HalfCloseTimeout + 5*time.Second)
+		select {
+		case <-c.sess.Done():
+		case <-bound.C:
+		case <-ctx.Done():
+		}
+		bound.Stop()
+		finish()
+	}()
 	return next, err
 }
 

@@ -2,13 +2,16 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tunnelrelay/tunnel/internal/logging"
 	"github.com/tunnelrelay/tunnel/internal/proto"
@@ -148,5 +151,29 @@ func TestOnlyDeclaredTargets(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestFallbackReason: the reason told to the server fits the protocol's
+// limit in whole characters, so a JSON round trip keeps it within the limit.
+func TestFallbackReason(t *testing.T) {
+	long := errors.New(strings.Repeat("é", 400)) // 2 bytes each
+	r := fallbackReason(long)
+	if len(r) > proto.MaxFallbackLen || !utf8.ValidString(r) {
+		t.Fatalf("reason of %d bytes, valid UTF-8 %v", len(r), utf8.ValidString(r))
+	}
+	b, err := json.Marshal(proto.Hello{Version: 1, Targets: []string{}, Fallback: r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h proto.Hello
+	if err := json.Unmarshal(b, &h); err != nil {
+		t.Fatal(err)
+	}
+	if h.Fallback != r {
+		t.Fatalf("the reason changed in a JSON round trip: %d bytes became %d", len(r), len(h.Fallback))
+	}
+	if short := fallbackReason(errors.New("timeout")); short != "QUIC failed: timeout" {
+		t.Fatalf("short reason %q", short)
 	}
 }

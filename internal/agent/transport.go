@@ -31,19 +31,33 @@ func (a *Agent) connect(ctx context.Context, probe bool) (*conn, error) {
 		return a.connectOver(ctx, a.opt.Transport, probe, "")
 	}
 	reason, due := a.quicDue(time.Now())
-	if due {
-		c, err := a.tryQUIC(ctx, probe)
-		if err == nil {
-			return c, nil
-		}
-		var ref *proto.Refuse
-		if errors.As(err, &ref) || ctx.Err() != nil {
-			// A refusal would be the same over TLS.
-			return nil, err
-		}
-		reason = a.quicFailed(err)
+	if !due {
+		return a.connectOver(ctx, TransportTLS, probe, reason)
 	}
-	return a.connectOver(ctx, TransportTLS, probe, reason)
+	c, qerr := a.tryQUIC(ctx, probe)
+	if qerr == nil {
+		return c, nil
+	}
+	var ref *proto.Refuse
+	if errors.As(qerr, &ref) || ctx.Err() != nil {
+		// A refusal would be the same over TLS.
+		return nil, qerr
+	}
+	reason = fallbackReason(qerr)
+	c, err := a.connectOver(ctx, TransportTLS, probe, reason)
+	if err != nil {
+		// Neither works: the server is down or unreachable, not UDP
+		// blocked. QUIC is tried first again next time.
+		return nil, err
+	}
+	a.quicFailed(qerr, reason)
+	return c, nil
+}
+
+// fallbackReason says why QUIC failed, within proto.MaxFallbackLen bytes
+// and whole characters.
+func fallbackReason(err error) string {
+	return proto.ClipFallback("QUIC failed: " + err.Error())
 }
 
 // tryQUIC connects over QUIC within QUICTimeout, and notes a success.
@@ -85,13 +99,9 @@ func (a *Agent) quicRetryAt() time.Time {
 	return a.fallback.at.Add(a.opt.QUICRetry)
 }
 
-// quicFailed records a failed QUIC attempt, logs it, and returns the reason
-// to tell the server.
-func (a *Agent) quicFailed(err error) string {
-	reason := "QUIC failed: " + err.Error()
-	if len(reason) > proto.MaxFallbackLen {
-		reason = reason[:proto.MaxFallbackLen]
-	}
+// quicFailed records a failed QUIC attempt, with the reason told to the
+// server, and logs it.
+func (a *Agent) quicFailed(err error, reason string) {
 	a.fallbackMu.Lock()
 	first := a.fallback.at.IsZero()
 	a.fallback = fallback{at: time.Now(), reason: reason}
@@ -101,7 +111,6 @@ func (a *Agent) quicFailed(err error) string {
 		level = "QUIC still failing; staying on TLS"
 	}
 	a.log.Warn(level, "server", a.opt.ServerAddress, "reason", err.Error(), "quic_retry_in", a.opt.QUICRetry)
-	return reason
 }
 
 // switchToQUIC is called, with transport auto, on a TLS connection that
@@ -114,7 +123,8 @@ func (c *conn) switchToQUIC(ctx context.Context) *conn {
 	if err != nil {
 		var ref *proto.Refuse
 		if !errors.As(err, &ref) && ctx.Err() == nil {
-			a.quicFailed(err)
+			// The TLS connection works, so it is QUIC that does not.
+			a.quicFailed(err, fallbackReason(err))
 		}
 		return nil
 	}

@@ -249,3 +249,42 @@ func (s *busySession) stop(t *testing.T) int64 {
 	s.conn.Close()
 	return s.echoed.Load()
 }
+
+// TestQUICMoveKeepsSessions: a session that starts after the agent found its
+// TLS connection idle, but before the server has its QUIC one, lives through
+// the move: the old connection serves it until it ends.
+func TestQUICMoveKeepsSessions(t *testing.T) {
+	e := newEnv(t, auto, testServerOptions())
+	udp := faultproxy.NewUDP(t, e.srv.Addr)
+	udp.SetRefuse(true)
+	e.agentWith(autoAgent(udp.Addr, 1500*time.Millisecond), "echo="+tcptest.Echo(t))
+	e.waitTransport(agent.TransportTLS, 10*time.Second)
+	route := e.route("r", "a1", "echo")
+	// QUIC comes back slowly: the move takes a few round trips of 300 ms.
+	udp.SetLatency(150 * time.Millisecond)
+	udp.SetRefuse(false)
+	deadline := time.Now().Add(10 * time.Second)
+	for udp.Flows() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the agent made no QUIC attempt within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	c, err := net.Dial("tcp", route) // while the move is under way
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range 20 {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write([]byte("ping")); err != nil {
+			t.Fatalf("exchange %d: write: %v", i, err)
+		}
+		if _, err := io.ReadFull(c, make([]byte, 4)); err != nil {
+			t.Fatalf("exchange %d, %v into the move: read: %v", i, time.Duration(i)*100*time.Millisecond, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.Close()
+	e.waitTransport(agent.TransportQUIC, 10*time.Second)
+}

@@ -384,7 +384,7 @@ func TestStaleConnectionReplaced(t *testing.T) {
 					a.Stop()
 					e.agentWith(harness.AgentConfig{Name: "a1", Key: a.Key}, "echo="+echo)
 				}
-				e.log.waitFor(t, 5*time.Second, "replacing stale connection", "agent=a1", tc.reason)
+				e.log.waitFor(t, 5*time.Second, "replacing", "agent=a1", tc.reason)
 				e.log.waitForNth(t, 5*time.Second, 2, "agent connected", "agent=a1", "remote=127.0.0.1")
 				c, err := net.Dial("tcp", e.route("r", "a1", "echo"))
 				if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"time"
+	"unicode/utf8"
 )
 
 // Hello is the agent's first message on the control stream.
@@ -117,9 +118,6 @@ func (h *Hello) Validate() error {
 			return fmt.Errorf("%w: hello: bad target name %q", ErrMalformed, t)
 		}
 	}
-	if len(h.Fallback) > MaxFallbackLen {
-		return fmt.Errorf("%w: hello: fallback of %d bytes, limit %d", ErrMalformed, len(h.Fallback), MaxFallbackLen)
-	}
 	return nil
 }
 
@@ -128,8 +126,23 @@ const (
 	maxNameLen = 255
 )
 
-// MaxFallbackLen bounds Hello.Fallback.
+// MaxFallbackLen bounds Hello.Fallback: an agent sends at most this many
+// bytes, and a server keeps at most this many (a longer one is cut, not
+// refused: it is only for display).
 const MaxFallbackLen = 512
+
+// ClipFallback returns s cut to MaxFallbackLen bytes at a character
+// boundary.
+func ClipFallback(s string) string {
+	if len(s) <= MaxFallbackLen {
+		return s
+	}
+	cut := MaxFallbackLen
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
+}
 
 // AppendSeq returns the payload of a Ping or Pong.
 func AppendSeq(b []byte, seq uint64) []byte { return binary.BigEndian.AppendUint64(b, seq) }

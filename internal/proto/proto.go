@@ -15,10 +15,11 @@
 //     not been welcomed.
 //  4. An agent has one live connection per server. When a second one
 //     arrives from the same agent process (equal Hello instance), it
-//     replaces the old one at once; from another process, the server pings
-//     the old one and the new one replaces it only if the old one does not
-//     answer within the liveness timeout (default 2 seconds), and is refused
-//     with already_connected otherwise.
+//     replaces the old one at once: new sessions go to it, and the old one
+//     is closed once the sessions it carries have ended. From another
+//     process, the server pings the old one and the new one replaces it
+//     only if the old one does not answer within the liveness timeout
+//     (default 2 seconds), and is refused with already_connected otherwise.
 //  5. While the connection lives each side sends Ping on the control stream
 //     every heartbeat interval and the other answers Pong. Each side gives up
 //     on the connection when no byte at all has arrived on it for the

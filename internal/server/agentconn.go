@@ -47,6 +47,13 @@ type agentConn struct {
 	kickOnce   sync.Once
 	kicked     chan struct{} // closed by kick
 	kickReason string        // set before kicked is closed
+
+	// retired is set when a newer connection from the same agent process
+	// took this one's place: it gets no new sessions, and ends once the
+	// sessions it has are done (retireReason says why).
+	retired      atomic.Bool
+	retireMu     sync.Mutex
+	retireReason string
 }
 
 // serveAgent runs one agent connection from handshake to end.
@@ -125,7 +132,7 @@ func (s *Server) serveAgent(sess mux.Session) {
 		since:     time.Now(),
 		remote:    sess.RemoteAddr().String(),
 		transport: sess.Transport(),
-		fallback:  hello.Fallback,
+		fallback:  proto.ClipFallback(hello.Fallback),
 		log:       log,
 		recvCh:    make(chan struct{}),
 		ended:     make(chan struct{}),
@@ -146,8 +153,8 @@ func (s *Server) serveAgent(sess mux.Session) {
 		return
 	}
 	attrs := []any{"version", hello.AgentVersion, "targets", hello.Targets, "handshake", time.Since(start).Round(time.Millisecond)}
-	if hello.Fallback != "" {
-		attrs = append(attrs, "fallback", hello.Fallback)
+	if ac.fallback != "" {
+		attrs = append(attrs, "fallback", ac.fallback)
 	}
 	log.Info("agent connected", attrs...)
 
@@ -280,13 +287,32 @@ func (s *Server) claim(ac *agentConn) error {
 	}
 	s.agents[ac.name] = ac
 	s.mu.Unlock()
-	why := "no answer to a liveness ping"
 	if sameProcess {
-		why = "the agent reconnected"
+		// The agent moved to a new connection (a reconnect, or from TLS
+		// to QUIC). Sessions that started on the old one just before
+		// finish there; it ends when they are done, or at once if it
+		// carries none, or when the agent hangs up.
+		old.retire("replaced by a new connection from " + ac.remote + ": the agent reconnected")
+		ac.log.Info("replacing connection", "old_remote", old.remote, logging.KeyReason, "the agent reconnected",
+			"old_sessions", old.sessions.Load())
+		return nil
 	}
+	why := "no answer to a liveness ping"
 	old.end("replaced by a new connection from " + ac.remote + ": " + why)
 	ac.log.Info("replacing stale connection", "old_remote", old.remote, logging.KeyReason, why)
 	return nil
+}
+
+// retire ends ac once it carries no session (checked at each heartbeat, and
+// now).
+func (ac *agentConn) retire(reason string) {
+	ac.retireMu.Lock()
+	ac.retireReason = reason
+	ac.retireMu.Unlock()
+	ac.retired.Store(true)
+	if ac.sessions.Load() == 0 {
+		ac.end(reason)
+	}
 }
 
 // release forgets ac if it is still the agent's live connection.
@@ -326,6 +352,12 @@ loop:
 		case now := <-tick.C:
 			if idle := watch.Idle(now); idle >= opt.HeartbeatTimeout {
 				reason = fmt.Sprintf("nothing received for %v (heartbeat timeout)", idle.Round(time.Millisecond))
+				break loop
+			}
+			if ac.retired.Load() && ac.sessions.Load() == 0 {
+				ac.retireMu.Lock()
+				reason = ac.retireReason
+				ac.retireMu.Unlock()
 				break loop
 			}
 			if err := ac.write(proto.FramePing, proto.AppendSeq(nil, ac.srv.since())); err != nil {
