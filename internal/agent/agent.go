@@ -351,6 +351,10 @@ func (a *Agent) hello(ctx context.Context, sess mux.Session, probe bool, fallbac
 	default:
 		return nil, fmt.Errorf("%w: %s in answer to hello", proto.ErrUnexpected, t)
 	}
+	if !stop() {
+		// The timeout fired just now and has set a past deadline.
+		return nil, fmt.Errorf("no answer to hello: %w", ctx.Err())
+	}
 	ctl.SetDeadline(time.Time{})
 	return c, nil
 }

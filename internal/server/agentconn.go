@@ -186,6 +186,10 @@ func (s *Server) readHello(sess mux.Session) (mux.Stream, *proto.Hello, error) {
 	if err := proto.DecodeJSON(t, payload, &h); err != nil {
 		return ctl, nil, err
 	}
+	if !stop() {
+		// The timeout fired just now and has set a past deadline.
+		return ctl, nil, fmt.Errorf("read hello: %w", ctx.Err())
+	}
 	ctl.SetDeadline(time.Time{})
 	return ctl, &h, nil
 }
