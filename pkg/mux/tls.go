@@ -53,32 +53,29 @@ func DialTLS(ctx context.Context, addr string, tlsConf *tls.Config, cfg *Config)
 // connection (a direct TCP connection, or one through a proxy) and returns
 // the session. On error the caller still owns conn.
 func ClientTLS(ctx context.Context, conn net.Conn, tlsConf *tls.Config, cfg *Config) (Session, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	c := cfg.withDefaults()
-	wc := newCorkConn(conn)
-	tc := tls.Client(wc, tlsConfig(tlsConf))
-	start := time.Now()
-	if err := handshake(ctx, tc, conn, c.HandshakeTimeout); err != nil {
-		return nil, err
-	}
-	if cfg == nil || cfg.StreamWindow == 0 {
-		c.StreamWindow = autoStreamWindow(time.Since(start))
-	}
-	wc.startAsync()
-	return newYamuxSession(tc, wc, true, c)
+	return startTLS(ctx, conn, tlsConf, cfg, true)
 }
 
 // ServerTLS runs the server side of the handshake over an accepted connection
 // and returns the session. On error the caller still owns conn.
 func ServerTLS(ctx context.Context, conn net.Conn, tlsConf *tls.Config, cfg *Config) (Session, error) {
+	return startTLS(ctx, conn, tlsConf, cfg, false)
+}
+
+// startTLS runs one side of the handshake over conn, under the cork that
+// will carry the session's frames, and starts yamux on top.
+func startTLS(ctx context.Context, conn net.Conn, tlsConf *tls.Config, cfg *Config, client bool) (Session, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	c := cfg.withDefaults()
 	wc := newCorkConn(conn)
-	tc := tls.Server(wc, tlsConfig(tlsConf))
+	var tc *tls.Conn
+	if client {
+		tc = tls.Client(wc, tlsConfig(tlsConf))
+	} else {
+		tc = tls.Server(wc, tlsConfig(tlsConf))
+	}
 	start := time.Now()
 	if err := handshake(ctx, tc, conn, c.HandshakeTimeout); err != nil {
 		return nil, err
@@ -87,7 +84,7 @@ func ServerTLS(ctx context.Context, conn net.Conn, tlsConf *tls.Config, cfg *Con
 		c.StreamWindow = autoStreamWindow(time.Since(start))
 	}
 	wc.startAsync()
-	return newYamuxSession(tc, wc, false, c)
+	return newYamuxSession(tc, wc, client, c)
 }
 
 // Bounds of the stream window sized to the path (autoStreamWindow).
