@@ -856,7 +856,7 @@ func TestFrameConnCoalesces(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &recorder{}
-			fc := &frameConn{Conn: r}
+			fc := &frameConn{Conn: r, raw: newCorkConn(&recorder{})} // r stands for TLS
 			for _, w := range tc.writes {
 				if n, err := fc.Write(w); err != nil || n != len(w) {
 					t.Fatalf("Write = %d, %v", n, err)
@@ -1037,7 +1037,7 @@ func TestMaxHandshakes(t *testing.T) {
 func TestInjectBetweenFrames(t *testing.T) {
 	hdr := []byte{0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 3}
 	r := &recorder{}
-	fc := &frameConn{Conn: r}
+	fc := &frameConn{Conn: r, raw: newCorkConn(&recorder{})} // r stands for TLS
 	fc.inject(rstFrame(7)) // idle: written at once
 	fc.Write(hdr)
 	fc.inject(rstFrame(9)) // a data frame is half written: queued

@@ -247,9 +247,7 @@ func (c *frameConn) Read(p []byte) (int, error) {
 func (c *frameConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.raw != nil {
-		c.raw.cork(len(p))
-	}
+	c.raw.cork(len(p))
 	n, err := c.write(p)
 	c.sent.Add(uint64(n))
 	if err == nil && !c.pending && len(c.queued) > 0 {
@@ -259,10 +257,8 @@ func (c *frameConn) Write(p []byte) (int, error) {
 		c.sent.Add(uint64(m))
 		err = qerr
 	}
-	if c.raw != nil {
-		if uerr := c.raw.uncork(); err == nil {
-			err = uerr
-		}
+	if uerr := c.raw.uncork(); err == nil {
+		err = uerr
 	}
 	return n, err
 }
