@@ -1037,7 +1037,8 @@ func TestMaxHandshakes(t *testing.T) {
 func TestInjectBetweenFrames(t *testing.T) {
 	hdr := []byte{0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 3}
 	r := &recorder{}
-	fc := &frameConn{Conn: r, raw: newCorkConn(&recorder{})} // r stands for TLS
+	// r stands for the TLS connection.
+	fc := &frameConn{Conn: r, raw: newCorkConn(&recorder{})}
 	fc.inject(rstFrame(7)) // idle: written at once
 	fc.Write(hdr)
 	fc.inject(rstFrame(9)) // a data frame is half written: queued
