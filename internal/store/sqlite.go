@@ -251,12 +251,12 @@ func (s *SQLite) AddRoute(ctx context.Context, r Route) error {
 		if err != nil {
 			return fmt.Errorf("route %q: %w", r.Name, err)
 		}
-		other, err := routeNameByListen(ctx, tx, r.Listen)
+		others, err := routesByListen(ctx, tx, r.Listen)
 		if err != nil {
 			return err
 		}
-		if other != "" {
-			return fmt.Errorf("route %q: listen address %q: %w (route %q)", r.Name, r.Listen, ErrExists, other)
+		if err := checkShare(r, others); err != nil {
+			return err
 		}
 		return insertRoute(ctx, tx, agent, r)
 	})

@@ -128,3 +128,54 @@ func TestMigrateSQLite(t *testing.T) {
 		}
 	})
 }
+
+// TestMigrateSharedListen upgrades a version 1 database holding routes to
+// version 2: the routes and their allowlists survive the table rebuild, each
+// becomes its address's default, and deleting a route still deletes its
+// allowlist (the rebuilt reference points at the rebuilt table).
+func TestMigrateSharedListen(t *testing.T) {
+	db := openMigrationDB(t)
+	migs := embeddedMigrations(t)
+	if len(migs) < 2 {
+		t.Fatalf("%d migrations, want at least 2", len(migs))
+	}
+	if err := migrateSQLite(t.Context(), db, migs[:1]); err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	for _, q := range []string{
+		`INSERT INTO agents (id, name, fingerprint, created_at) VALUES (1, 'acme', 'sha256:x', '2026-01-01T00:00:00.000000Z')`,
+		`INSERT INTO routes (id, name, agent_id, target, listen, protocol, max_sessions, created_at)
+		 VALUES (1, 'a', 1, 't', ':1000', 'tcp', 3, '2026-01-01T00:00:00.000000Z'),
+		        (2, 'b', 1, 't', ':1001', 'tcp', 0, '2026-01-01T00:00:00.000000Z')`,
+		`INSERT INTO route_allow (route_id, position, cidr) VALUES (1, 0, '10.0.0.0/8'), (1, 1, '192.168.0.0/16'), (2, 0, '203.0.113.0/24')`,
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if err := migrateSQLite(ctx, db, migs); err != nil {
+		t.Fatalf("upgrade: %v", err)
+	}
+	routes, err := selectRoutes(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(routes) != 2 || routes[0].Name != "a" || len(routes[0].Allow) != 2 || routes[0].MaxSessions != 3 ||
+		!routes[0].Default || !routes[1].Default || len(routes[1].Allow) != 1 {
+		t.Fatalf("routes after upgrade = %+v", routes)
+	}
+	if err := deleteRoute(ctx, db, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if n := dbInt(t, db, "SELECT count(*) FROM route_allow"); n != 1 {
+		t.Errorf("%d allowlist rows after deleting route a, want 1", n)
+	}
+	if n := dbInt(t, db, "SELECT count(*) FROM sqlite_schema WHERE name LIKE '%_v2'"); n != 0 {
+		t.Errorf("%d leftover _v2 objects", n)
+	}
+	if err := insertRoute(ctx, db, 1, Route{Name: "c", Target: "t", Listen: ":1001", Protocol: "postgres", Default: true,
+		CreatedAt: routes[0].CreatedAt}); err == nil {
+		t.Error("a second default on :1001 was stored; the unique index is missing")
+	}
+}

@@ -148,7 +148,7 @@ func routeNamesByAgent(ctx context.Context, q querier, agentID int64) ([]string,
 // for an empty list), ordered so each route's rows are adjacent and in
 // position order.
 const (
-	routeSelect = `SELECT r.name, a.name, r.target, r.listen, r.protocol, r.max_sessions, r.created_at, w.cidr
+	routeSelect = `SELECT r.name, a.name, r.target, r.listen, r.protocol, r.is_default, r.max_sessions, r.created_at, w.cidr
 FROM routes r
 JOIN agents a ON a.id = r.agent_id
 LEFT JOIN route_allow w ON w.route_id = r.id`
@@ -162,7 +162,7 @@ func collectRoutes(rows *sql.Rows) ([]Route, error) {
 		var r Route
 		var created string
 		var cidr sql.NullString
-		if err := rows.Scan(&r.Name, &r.Agent, &r.Target, &r.Listen, &r.Protocol, &r.MaxSessions, &created, &cidr); err != nil {
+		if err := rows.Scan(&r.Name, &r.Agent, &r.Target, &r.Listen, &r.Protocol, &r.Default, &r.MaxSessions, &created, &cidr); err != nil {
 			return nil, err
 		}
 		if n := len(routes); n == 0 || routes[n-1].Name != r.Name {
@@ -221,26 +221,39 @@ func routeID(ctx context.Context, q querier, name string) (int64, error) {
 	return id, nil
 }
 
-// routeNameByListen returns the name of the route listening on listen, or ""
-// if there is none.
-func routeNameByListen(ctx context.Context, q querier, listen string) (string, error) {
-	var name string
-	err := q.QueryRowContext(ctx, `SELECT name FROM routes WHERE listen = ?`, listen).Scan(&name)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", nil
-	}
+// listenShare is a route already on a listen address.
+type listenShare struct {
+	name, protocol string
+	isDefault      bool
+}
+
+// routesByListen returns the routes listening on listen, sorted by name.
+func routesByListen(ctx context.Context, q querier, listen string) ([]listenShare, error) {
+	rows, err := q.QueryContext(ctx, `SELECT name, protocol, is_default FROM routes WHERE listen = ? ORDER BY name`, listen)
 	if err != nil {
-		return "", fmt.Errorf("look up listen address %q: %w", listen, err)
+		return nil, fmt.Errorf("look up listen address %q: %w", listen, err)
 	}
-	return name, nil
+	defer rows.Close()
+	var out []listenShare
+	for rows.Next() {
+		var l listenShare
+		if err := rows.Scan(&l.name, &l.protocol, &l.isDefault); err != nil {
+			return nil, fmt.Errorf("look up listen address %q: %w", listen, err)
+		}
+		out = append(out, l)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("look up listen address %q: %w", listen, err)
+	}
+	return out, nil
 }
 
 // insertRoute inserts r and its allowlist; run it in a transaction so that a
 // failure part way leaves nothing.
 func insertRoute(ctx context.Context, q querier, agentID int64, r Route) error {
 	res, err := q.ExecContext(ctx,
-		`INSERT INTO routes (name, agent_id, target, listen, protocol, max_sessions, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		r.Name, agentID, r.Target, r.Listen, r.Protocol, r.MaxSessions, formatSQLiteTime(r.CreatedAt))
+		`INSERT INTO routes (name, agent_id, target, listen, protocol, is_default, max_sessions, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		r.Name, agentID, r.Target, r.Listen, r.Protocol, r.Default, r.MaxSessions, formatSQLiteTime(r.CreatedAt))
 	if err != nil {
 		return fmt.Errorf("insert route %q: %w", r.Name, err)
 	}

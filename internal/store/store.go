@@ -44,9 +44,16 @@ var (
 	ErrForeignDatabase = errors.New("not a tunnel-server database")
 )
 
-// ProtocolTCP is the Route protocol that forwards bytes without looking at
-// them. A route added with an empty Protocol gets it.
-const ProtocolTCP = "tcp"
+// Route protocols. A route added with an empty Protocol gets ProtocolTCP.
+const (
+	// ProtocolTCP forwards bytes without looking at them.
+	ProtocolTCP = "tcp"
+	// ProtocolPostgres speaks PostgreSQL to the client. Only PostgreSQL
+	// routes may share a listen address.
+	ProtocolPostgres = "postgres"
+	// ProtocolMySQL speaks MySQL to the client, one address per route.
+	ProtocolMySQL = "mysql"
+)
 
 // Agent is a registered tunnel agent. Fingerprint is the SHA-256 fingerprint
 // of the agent's public key as produced by pkg/auth (an opaque string here,
@@ -65,7 +72,11 @@ type Route struct {
 	Agent    string
 	Target   string
 	Listen   string // host:port the server listens on
-	Protocol string // "tcp" for now; "postgres"/"mysql" come later. Empty on insert means "tcp".
+	Protocol string // ProtocolTCP, ProtocolPostgres or ProtocolMySQL; empty on insert means "tcp"
+	// Default makes the route its listen address's default: the one a
+	// client that names no route reaches. At most one route per address is
+	// the default.
+	Default bool
 	// Allow lists the client CIDRs the route accepts; empty means all. It is
 	// stored and returned in the given order.
 	Allow       []string
@@ -98,8 +109,9 @@ type Store interface {
 	// Route returns the named route, or an error wrapping ErrNotFound.
 	Route(ctx context.Context, name string) (Route, error)
 	// AddRoute registers r in one step: either all of it is stored or none.
-	// It fails with ErrExists if the name is taken or another route has the
-	// same Listen address, with ErrNotFound (saying `agent "name"`) if
+	// It fails with ErrExists if the name is taken, if another route has the
+	// same Listen address unless both are PostgreSQL routes, or if r is the
+	// Default and the address already has one; with ErrNotFound (saying `agent "name"`) if
 	// r.Agent is not registered, and with ErrInvalid if r fails Validate. It
 	// sets Protocol to "tcp" if empty and CreatedAt to now if zero.
 	AddRoute(ctx context.Context, r Route) error

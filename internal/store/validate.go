@@ -44,6 +44,12 @@ func (r Route) Validate() error {
 			return fmt.Errorf("route %q: allow[%d] %q is not a CIDR such as 10.0.0.0/8: %w", r.Name, i, cidr, ErrInvalid)
 		}
 	}
+	switch r.Protocol {
+	case "", ProtocolTCP, ProtocolPostgres, ProtocolMySQL:
+	default:
+		return fmt.Errorf("route %q: protocol %q is not %q, %q or %q: %w", r.Name, r.Protocol,
+			ProtocolTCP, ProtocolPostgres, ProtocolMySQL, ErrInvalid)
+	}
 	if r.MaxSessions < 0 {
 		return fmt.Errorf("route %q: max sessions %d is negative (0 means unlimited): %w", r.Name, r.MaxSessions, ErrInvalid)
 	}
@@ -84,4 +90,21 @@ func (a Agent) withDefaults(now time.Time) Agent {
 		a.CreatedAt = now
 	}
 	return a
+}
+
+// checkShare reports whether r may join the routes already on its listen
+// address: only PostgreSQL routes share one (the protocol tells them apart),
+// and one of them at most is the default.
+func checkShare(r Route, others []listenShare) error {
+	for _, o := range others {
+		if r.Protocol != ProtocolPostgres || o.protocol != ProtocolPostgres {
+			return fmt.Errorf("route %q: listen address %q: %w (route %q); only postgres routes can share an address",
+				r.Name, r.Listen, ErrExists, o.name)
+		}
+		if r.Default && o.isDefault {
+			return fmt.Errorf("route %q: listen address %q already has a default route: %w (route %q)",
+				r.Name, r.Listen, ErrExists, o.name)
+		}
+	}
+	return nil
 }

@@ -29,6 +29,7 @@ func testRoutes(t *testing.T, o opener) {
 			Target:      "pg-main",
 			Listen:      "127.0.0.1:15432",
 			Protocol:    "postgres",
+			Default:     true,
 			Allow:       []string{"192.168.0.0/16", "10.0.0.0/8", "2001:db8::/32", "10.1.2.3/32"},
 			MaxSessions: 7,
 			CreatedAt:   time.Date(2023, 1, 2, 3, 4, 5, 600000000, time.FixedZone("EST", -5*60*60)),
@@ -110,6 +111,12 @@ func testRoutes(t *testing.T, o opener) {
 			{"AllowNotCIDR", store.Route{Name: "new", Agent: "acme", Target: "t", Listen: ":2000", Allow: []string{"10.0.0.0/8", "10.0.0"}}, store.ErrInvalid, []string{`"10.0.0"`}},
 			{"AllowBareAddress", store.Route{Name: "new", Agent: "acme", Target: "t", Listen: ":2000", Allow: []string{"10.0.0.1"}}, store.ErrInvalid, []string{`"10.0.0.1"`}},
 			{"NegativeMaxSessions", store.Route{Name: "new", Agent: "acme", Target: "t", Listen: ":2000", MaxSessions: -1}, store.ErrInvalid, nil},
+			{"UnknownProtocol", store.Route{Name: "new", Agent: "acme", Target: "t", Listen: ":2000", Protocol: "http"}, store.ErrInvalid, []string{`"http"`}},
+			{"PostgresJoinsTCP", pgRoute("new", "127.0.0.1:1000", false), store.ErrExists, []string{`"new"`, `"existing"`, "postgres"}},
+			{"TCPJoinsPostgres", route("new", "acme", "127.0.0.1:1001"), store.ErrExists, []string{`"new"`, `"pg-default"`}},
+			{"MySQLJoinsPostgres", store.Route{Name: "new", Agent: "acme", Target: "t", Listen: "127.0.0.1:1001", Protocol: store.ProtocolMySQL},
+				store.ErrExists, []string{`"pg-default"`}},
+			{"SecondDefault", pgRoute("new", "127.0.0.1:1001", true), store.ErrExists, []string{"default", `"pg-default"`}},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
@@ -118,6 +125,7 @@ func testRoutes(t *testing.T, o opener) {
 				existing := route("existing", "acme", "127.0.0.1:1000")
 				existing.Allow = []string{"10.0.0.0/8"}
 				addRoute(t, s, existing)
+				addRoute(t, s, pgRoute("pg-default", "127.0.0.1:1001", true))
 				before, err := s.Routes(t.Context())
 				if err != nil {
 					t.Fatalf("Routes: %v", err)
@@ -138,6 +146,33 @@ func testRoutes(t *testing.T, o opener) {
 				}
 			})
 		}
+	})
+
+	t.Run("SharedPostgresAddress", func(t *testing.T) {
+		s := newStore(t, o)
+		addAgent(t, s, "acme")
+		addRoute(t, s, pgRoute("a", ":5432", true))
+		addRoute(t, s, pgRoute("b", ":5432", false))
+		addRoute(t, s, pgRoute("c", ":5432", false))
+		routes, err := s.Routes(t.Context())
+		if err != nil {
+			t.Fatalf("Routes: %v", err)
+		}
+		var defaults []string
+		for _, r := range routes {
+			if r.Default {
+				defaults = append(defaults, r.Name)
+			}
+		}
+		if !slices.Equal(defaults, []string{"a"}) {
+			t.Errorf("defaults = %q, want [a]", defaults)
+		}
+		// Once the default is gone, another route may take its place.
+		if err := s.RemoveRoute(t.Context(), "a"); err != nil {
+			t.Fatalf("RemoveRoute: %v", err)
+		}
+		addRoute(t, s, pgRoute("d", ":5432", true))
+		checkRouteNames(t, s, "b", "c", "d")
 	})
 
 	t.Run("GetMissing", func(t *testing.T) {
@@ -224,7 +259,7 @@ func testRoutes(t *testing.T, o opener) {
 func checkRoute(t *testing.T, got, want store.Route) {
 	t.Helper()
 	if got.Name != want.Name || got.Agent != want.Agent || got.Target != want.Target ||
-		got.Listen != want.Listen || got.Protocol != want.Protocol || got.MaxSessions != want.MaxSessions ||
+		got.Listen != want.Listen || got.Protocol != want.Protocol || got.Default != want.Default || got.MaxSessions != want.MaxSessions ||
 		!slices.Equal(got.Allow, want.Allow) {
 		t.Errorf("route = %+v, want %+v", got, want)
 	}

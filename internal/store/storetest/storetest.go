@@ -72,6 +72,12 @@ func route(name, agent, listen string) store.Route {
 	return store.Route{Name: name, Agent: agent, Target: "warehouse", Listen: listen}
 }
 
+// pgRoute returns a PostgreSQL route of agent "acme".
+func pgRoute(name, listen string, isDefault bool) store.Route {
+	return store.Route{Name: name, Agent: "acme", Target: "warehouse", Listen: listen,
+		Protocol: store.ProtocolPostgres, Default: isDefault}
+}
+
 // checkErr fails unless err wraps target and its message contains each of
 // parts (the names the caller needs to see).
 func checkErr(t *testing.T, err, target error, parts ...string) {
