@@ -27,8 +27,26 @@ import (
 
 // Target is a database the agent may dial.
 type Target struct {
-	Name    string
+	// Name is what the server asks for.
+	Name string
+	// Address is the host:port dialed for Name, and nothing else.
 	Address string
+	// ProxyProtocol sends a PROXY protocol v2 header first, carrying the
+	// original client's address (a LOCAL header when it is unknown, as in
+	// Check).
+	ProxyProtocol bool
+	// TLS is how the agent encrypts to a PostgreSQL target, after the
+	// PROXY header if any: TLSDisable (or empty), TLSRequire, TLSVerifyCA
+	// or TLSVerifyFull. Anything but TLSDisable is for PostgreSQL only: the
+	// agent asks for TLS with an SSLRequest.
+	TLS string
+	// TLSCA is the PEM of the CA certificate(s) the target's certificate
+	// must chain to. Required for TLSVerifyCA; empty means the system roots
+	// for TLSVerifyFull. Only for those two modes.
+	TLSCA string
+	// TLSServerName is the name TLSVerifyFull checks the certificate for,
+	// and the SNI sent in every mode. Empty means the host of Address.
+	TLSServerName string
 }
 
 // Options configure an Agent. Zero fields mean defaults.
@@ -117,7 +135,7 @@ func (o *Options) setDefaults() {
 type Agent struct {
 	// Static after New.
 	opt      Options
-	targets  map[string]string // name → address
+	targets  map[string]*dialer // by name
 	names    []string
 	instance string
 	log      *slog.Logger
@@ -147,14 +165,18 @@ func New(opt Options) (*Agent, error) {
 	}
 	a := &Agent{
 		opt:     opt,
-		targets: make(map[string]string, len(opt.Targets)),
+		targets: make(map[string]*dialer, len(opt.Targets)),
 		log:     logging.Module(opt.Logger, "agent"),
 	}
 	for _, t := range opt.Targets {
 		if _, dup := a.targets[t.Name]; dup {
 			return nil, fmt.Errorf("agent: target %q declared twice", t.Name)
 		}
-		a.targets[t.Name] = t.Address
+		d, err := newDialer(t)
+		if err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+		a.targets[t.Name] = d
 		a.names = append(a.names, t.Name)
 	}
 	var id [8]byte

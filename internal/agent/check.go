@@ -2,8 +2,9 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
-	"net"
+	"strings"
 	"sync"
 	"time"
 )
@@ -36,21 +37,35 @@ func (a *Agent) Check(ctx context.Context) []CheckResult {
 	return results
 }
 
+// checkTarget dials a target the way a session does, PROXY header (a
+// LOCAL one: there is no client) and TLS included, and hangs up.
 func (a *Agent) checkTarget(ctx context.Context, name string) CheckResult {
-	addr := a.targets[name]
+	d := a.targets[name]
+	addr := d.target.Address
 	r := CheckResult{What: "target " + name}
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, a.opt.DialTimeout)
 	defer cancel()
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", addr)
+	c, err := d.dial(ctx, "")
 	if err != nil {
 		r.Detail = fmt.Sprintf("%s: %v", addr, err)
 		return r
 	}
+	elapsed := time.Since(start)
+	var extra []string
+	if tc, ok := c.(*tls.Conn); ok {
+		extra = append(extra, fmt.Sprintf("%s %s", tls.VersionName(tc.ConnectionState().Version), d.target.TLS))
+	}
+	if d.target.ProxyProtocol {
+		extra = append(extra, "PROXY header sent")
+	}
 	c.Close()
 	r.OK = true
-	r.Detail = fmt.Sprintf("%s reachable (connected in %v)", addr, time.Since(start).Round(time.Millisecond))
+	r.Detail = fmt.Sprintf("%s reachable", addr)
+	if len(extra) > 0 {
+		r.Detail += ", " + strings.Join(extra, ", ")
+	}
+	r.Detail += fmt.Sprintf(" (connected in %v)", elapsed.Round(time.Millisecond))
 	return r
 }
 

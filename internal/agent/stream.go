@@ -29,7 +29,7 @@ func (a *Agent) serveStream(ctx context.Context, st mux.Stream) {
 	log := a.log.With(logging.KeySession, strconv.FormatUint(open.SessionID, 16), logging.KeyRoute, open.Route,
 		logging.KeyTarget, open.Target, logging.KeyClient, open.Client)
 
-	addr, ok := a.targets[open.Target]
+	d, ok := a.targets[open.Target]
 	if !ok {
 		msg := fmt.Sprintf("agent %q declares no target %q", a.opt.Name, open.Target)
 		log.Warn("session refused", logging.KeyReason, msg)
@@ -49,8 +49,7 @@ func (a *Agent) serveStream(ctx context.Context, st mux.Stream) {
 
 	start := time.Now()
 	dctx, cancel := context.WithTimeout(ctx, a.opt.DialTimeout)
-	var d net.Dialer
-	target, err := d.DialContext(dctx, "tcp", addr)
+	target, err := d.dial(dctx, open.Client)
 	cancel()
 	if err != nil {
 		msg := describeDialErr(open.Target, err, a.opt.DialTimeout)
@@ -88,14 +87,20 @@ func (a *Agent) reply(st mux.Stream, code proto.ReplyCode, msg string) error {
 // address is the customer's business (it is in the agent's own log).
 func describeDialErr(target string, err error, timeout time.Duration) string {
 	var (
-		dnsErr *net.DNSError
-		sysErr *os.SyscallError
-		ne     net.Error
+		setupErr *setupError
+		dnsErr   *net.DNSError
+		sysErr   *os.SyscallError
+		ne       net.Error
 	)
+	timedOut := errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 	switch {
+	case errors.As(err, &setupErr) && timedOut:
+		return fmt.Sprintf("target %q did not complete %s within %v", target, setupErr.step, timeout)
+	case errors.As(err, &setupErr):
+		return fmt.Sprintf("target %q %s", target, setupErr.reason)
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return fmt.Sprintf("target %q refused the connection", target)
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+	case timedOut:
 		return fmt.Sprintf("target %q did not answer within %v", target, timeout)
 	case errors.As(err, &dnsErr):
 		return fmt.Sprintf("target %q: its host name does not resolve", target)
