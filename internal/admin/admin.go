@@ -76,6 +76,10 @@ type Agent struct {
 	RTTMillis float64    `json:"rtt_ms,omitempty"`    // last heartbeat round trip
 }
 
+// ProtocolPostgres is the protocol of PostgreSQL routes, the only ones that
+// can share an address.
+const ProtocolPostgres = "postgres"
+
 // Route is a registered route and its listener's state.
 type Route struct {
 	Name        string    `json:"name"`
@@ -83,6 +87,7 @@ type Route struct {
 	Target      string    `json:"target"`
 	Listen      string    `json:"listen"`
 	Protocol    string    `json:"protocol"`
+	Default     bool      `json:"default"` // the route of clients that name none on its address
 	Allow       []string  `json:"allow,omitempty"`
 	MaxSessions int       `json:"max_sessions,omitempty"`
 	Created     time.Time `json:"created"`
@@ -125,11 +130,14 @@ type AddAgentRequest struct {
 
 // AddRouteRequest adds a route.
 type AddRouteRequest struct {
-	Name        string   `json:"name"`
-	Agent       string   `json:"agent"`
-	Target      string   `json:"target"`
-	Listen      string   `json:"listen"`
-	Protocol    string   `json:"protocol,omitempty"`
+	Name     string `json:"name"`
+	Agent    string `json:"agent"`
+	Target   string `json:"target"`
+	Listen   string `json:"listen"`
+	Protocol string `json:"protocol,omitempty"`
+	// Default makes the route its address's default; absent means it is
+	// the default if it is the first route on its address.
+	Default     *bool    `json:"default,omitempty"`
 	Allow       []string `json:"allow,omitempty"`
 	MaxSessions int      `json:"max_sessions,omitempty"`
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -127,6 +128,9 @@ func (s *Server) AddRoute(ctx context.Context, req admin.AddRouteRequest) (*admi
 	for _, p := range allow {
 		req.Allow = append(req.Allow, p.String())
 	}
+	if req.Protocol == "" {
+		req.Protocol = dbproxy.ProtocolTCP
+	}
 	r, err := s.addRoute(ctx, store.Route{
 		Name:        req.Name,
 		Agent:       req.Agent,
@@ -135,7 +139,7 @@ func (s *Server) AddRoute(ctx context.Context, req admin.AddRouteRequest) (*admi
 		Protocol:    req.Protocol,
 		Allow:       req.Allow,
 		MaxSessions: req.MaxSessions,
-	})
+	}, req.Default)
 	if err != nil {
 		return nil, err
 	}
@@ -163,9 +167,15 @@ func validateRoute(req admin.AddRouteRequest) error {
 		}
 	}
 	switch req.Protocol {
-	case "", dbproxy.ProtocolTCP:
+	case "", dbproxy.ProtocolTCP, dbproxy.ProtocolMySQL:
+		if req.Default != nil && !*req.Default {
+			return fmt.Errorf("route %q: only postgres routes can share an address, so a %s route is always its address's default",
+				req.Name, cmp.Or(req.Protocol, dbproxy.ProtocolTCP))
+		}
+	case dbproxy.ProtocolPostgres:
 	default:
-		return fmt.Errorf("route %q: protocol %q is not supported (use tcp)", req.Name, req.Protocol)
+		return fmt.Errorf("route %q: protocol %q is not supported (use %s, %s or %s)", req.Name, req.Protocol,
+			dbproxy.ProtocolTCP, dbproxy.ProtocolPostgres, dbproxy.ProtocolMySQL)
 	}
 	if req.MaxSessions < 0 {
 		return fmt.Errorf("route %q: max sessions must not be negative", req.Name)
@@ -186,22 +196,9 @@ func (s *Server) RemoveRoute(ctx context.Context, name string) error {
 	}
 	s.mu.Lock()
 	r := s.routes[name]
-	delete(s.routes, name)
-	// Removed routes are kept until their sessions end, for Close to wait
-	// for; those that have none left are forgotten now.
-	kept := s.retired[:0]
-	for _, old := range s.retired {
-		if old.active() > 0 {
-			kept = append(kept, old)
-		}
-	}
-	s.retired = kept
-	if r != nil {
-		s.retired = append(s.retired, r)
-	}
 	s.mu.Unlock()
 	if r != nil {
-		r.stopListening()
+		s.removeRoute(r)
 	}
 	s.log.Info("route removed", logging.KeyRoute, name)
 	return nil
@@ -221,7 +218,7 @@ func (s *Server) Routes(ctx context.Context) ([]admin.Route, error) {
 		if r == nil {
 			// Added by another process sharing the store; not served here.
 			out = append(out, admin.Route{Name: sr.Name, Agent: sr.Agent, Target: sr.Target, Listen: sr.Listen,
-				Protocol: sr.Protocol, Allow: sr.Allow, MaxSessions: sr.MaxSessions, Created: sr.CreatedAt,
+				Protocol: sr.Protocol, Default: sr.Default, Allow: sr.Allow, MaxSessions: sr.MaxSessions, Created: sr.CreatedAt,
 				Error: "not served by this server process"})
 			continue
 		}
@@ -238,6 +235,7 @@ func (s *Server) routeInfo(r *route) admin.Route {
 		Target:      r.cfg.Target,
 		Listen:      r.cfg.Listen,
 		Protocol:    r.cfg.Protocol,
+		Default:     r.cfg.Default,
 		Allow:       r.cfg.Allow,
 		MaxSessions: r.cfg.MaxSessions,
 		Created:     r.cfg.CreatedAt,

@@ -9,6 +9,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 	"github.com/tunnelrelay/tunnel/internal/logging"
 	"github.com/tunnelrelay/tunnel/internal/store"
 	"github.com/tunnelrelay/tunnel/pkg/auth"
+	"github.com/tunnelrelay/tunnel/pkg/dbproxy"
 	"github.com/tunnelrelay/tunnel/pkg/mux"
 )
 
@@ -52,6 +54,13 @@ type Options struct {
 	// RouteRetryInterval is how often a route whose address could not be
 	// bound is tried again. Default 5s.
 	RouteRetryInterval time.Duration
+	// PostgresTLS holds the certificate PostgreSQL clients get when they
+	// ask for TLS; nil means PostgreSQL routes refuse TLS.
+	PostgresTLS *tls.Config
+	// PostgresDomain is the DNS domain under which a PostgreSQL client's
+	// TLS server name picks its route (ROUTE.PostgresDomain); empty means
+	// server names pick no route.
+	PostgresDomain string
 	// LivenessTimeout is how long a second connection for an agent waits for
 	// the first one to answer a ping before it replaces it. Default 2s, and
 	// never more than HeartbeatTimeout.
@@ -101,13 +110,15 @@ type Server struct {
 	wg     sync.WaitGroup // accept loop, agent connections, route retries
 
 	nextSession atomic.Uint64
+	cancels     dbproxy.CancelKeys // PostgreSQL cancel keys, shared by every route
 
 	routeMu sync.Mutex // serializes AddRoute and RemoveRoute: store and map change together
 
 	mu       sync.Mutex
 	agents   map[string]*agentConn // live connections, by agent name
 	routes   map[string]*route     // by route name
-	retired  []*route              // removed routes whose sessions may still run
+	ports    map[string]*port      // by listen address, as stored
+	retired  []*port               // ports without routes whose connections may still run
 	sessions map[uint64]*session   // live sessions
 	closing  bool
 }
@@ -127,6 +138,7 @@ func New(opt Options) (*Server, error) {
 		log:      logging.Module(opt.Logger, "server"),
 		agents:   map[string]*agentConn{},
 		routes:   map[string]*route{},
+		ports:    map[string]*port{},
 		sessions: map[uint64]*session{},
 	}
 	s.verifier = auth.Verifier{Lookup: s.lookupAgent}
@@ -194,16 +206,16 @@ func (s *Server) acceptAgents() {
 func (s *Server) Close(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
-	routes := make([]*route, 0, len(s.routes)+len(s.retired))
-	for _, r := range s.routes {
-		routes = append(routes, r)
+	ports := make([]*port, 0, len(s.ports)+len(s.retired))
+	for _, p := range s.ports {
+		ports = append(ports, p)
 	}
-	routes = append(routes, s.retired...)
+	ports = append(ports, s.retired...)
 	s.mu.Unlock()
 
 	err := s.ln.Close()
-	for _, r := range routes {
-		r.stopListening()
+	for _, p := range ports {
+		p.stopListening()
 	}
 	if n := s.liveSessions(); n > 0 {
 		s.log.Info("draining sessions", "sessions", n)
@@ -221,8 +233,8 @@ func (s *Server) Close(ctx context.Context) error {
 	}
 	s.cancel()
 	s.wg.Wait()
-	for _, r := range routes {
-		r.wait()
+	for _, p := range ports {
+		p.wait()
 	}
 	return err
 }

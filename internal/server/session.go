@@ -184,6 +184,26 @@ func (ss *session) Relay(ctx context.Context, client net.Conn) {
 	ss.finish(res.Err)
 }
 
+// Sibling opens another data stream to the session's target through the
+// same agent connection, for a PostgreSQL cancel request. It counts against
+// no session limit: it lives for one short exchange, and only a live
+// session's cancel key leads here.
+func (ss *session) Sibling(ctx context.Context) (net.Conn, error) {
+	id := ss.srv.nextSession.Add(1)
+	st, err := ss.srv.openStream(ctx, ss.agent, &proto.Open{
+		SessionID: id,
+		Target:    ss.route.cfg.Target,
+		Client:    ss.client,
+		Route:     ss.route.cfg.Name,
+	})
+	if err != nil {
+		_, reason := classifyOpenErr(err)
+		return nil, errors.New(reason)
+	}
+	ss.log.Info("cancel request on its way", "cancel_session", strconv.FormatUint(id, 16))
+	return st, nil
+}
+
 // Close ends a session that was never relayed.
 func (ss *session) Close() error {
 	err := ss.Stream.Close()

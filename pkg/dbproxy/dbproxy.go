@@ -1,15 +1,20 @@
 // Package dbproxy is the client-facing front door of tunnel-server: the
 // listeners that database clients connect to, one per route.
 //
-// A Listener accepts connections, refuses clients outside its allowed CIDRs
-// before reading a byte, asks its Upstream for a backend (a stream through
-// the tunnel to the route's target) and hands both to the backend's Relay.
-// It does not know how backends are reached; the server engine implements
+// A Listener accepts connections on one address for one route, or for
+// several PostgreSQL routes, decides which route a client wants and whether
+// it may have it, asks its Upstream for a backend (a stream through the
+// tunnel to the route's target) and hands both to the backend's Relay. It
+// does not know how backends are reached; the server engine implements
 // Upstream.
 //
-// Routes of protocol "tcp" are relayed as raw bytes. Protocol-aware routes
-// (PostgreSQL, MySQL), which can tell a client in its own protocol why it
-// cannot be served, are built on the same Listener.
+// Routes of protocol "tcp" are relayed as raw bytes, and a client that is
+// refused is reset. "postgres" and "mysql" routes tell a refused client why,
+// in its own protocol, so the database client prints it. A PostgreSQL
+// listener also terminates the client's TLS, picks the route from the TLS
+// server name or a startup parameter, and routes cancel requests (see
+// CancelKeys). After the startup phase every protocol is relayed as raw
+// bytes.
 package dbproxy
 
 import (
@@ -21,7 +26,9 @@ import (
 
 // Protocols a route can have.
 const (
-	ProtocolTCP = "tcp"
+	ProtocolTCP      = "tcp"
+	ProtocolPostgres = "postgres"
+	ProtocolMySQL    = "mysql"
 )
 
 // Request describes a client connection that wants a route's target.
@@ -36,6 +43,10 @@ type Backend interface {
 	// Relay copies bytes between client and the backend until both
 	// directions have ended or ctx is done, then closes both.
 	Relay(ctx context.Context, client net.Conn)
+	// Sibling opens another connection to the same target the same way
+	// (for a PostgreSQL cancel request), outside the route's session
+	// limits. It fails once the backend's way to the target is gone.
+	Sibling(ctx context.Context) (net.Conn, error)
 }
 
 // Upstream opens backends for routes.

@@ -2,36 +2,84 @@ package dbproxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// Listener serves one route's client endpoint.
+// Route is a route as a Listener serves it.
+type Route struct {
+	// Name is the route's name, what Upstream.Dial is asked for.
+	Name string
+	// Allow lists the client networks that may use the route; empty allows
+	// all.
+	Allow []netip.Prefix
+	// Default marks the route a PostgreSQL client gets when it names none.
+	// A tcp or mysql listener serves its one route whatever this says.
+	Default bool
+}
+
+// allows reports whether a client at a may use r.
+func (r *Route) allows(a netip.Addr) bool {
+	if len(r.Allow) == 0 {
+		return true
+	}
+	for _, p := range r.Allow {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// DefaultHandshakeTimeout bounds a client's startup phase when
+// Listener.HandshakeTimeout is zero.
+const DefaultHandshakeTimeout = 10 * time.Second
+
+// Listener serves the routes on one address.
 //
-// Set the fields, call Open to bind and start serving, Close to stop
-// accepting. Connections already accepted run until they end or the context
-// given to Open is done; Wait waits for them.
+// Set the fields, call SetRoutes and Open to bind and start serving, Close
+// to stop accepting. SetRoutes may be called again at any time; clients
+// accepted afterwards see the new routes. Connections already accepted run
+// until they end or the context given to Open is done; Wait waits for them.
 type Listener struct {
-	// Route is the route's name.
-	Route string
 	// Addr is the host:port to listen on.
 	Addr string
-	// Protocol is ProtocolTCP; empty means ProtocolTCP.
+	// Protocol is ProtocolTCP, ProtocolPostgres or ProtocolMySQL; empty
+	// means ProtocolTCP.
 	Protocol string
-	// Allow lists the client networks that may connect; empty allows all.
-	// A client outside them is disconnected before any byte is read.
-	Allow []netip.Prefix
 	// Upstream opens backends. Required.
 	Upstream Upstream
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
+	// HandshakeTimeout bounds a PostgreSQL or MySQL client's startup
+	// phase, before the backend is asked for and again after it is open
+	// until the database is ready. Zero means DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
 
+	// TLS, for PostgreSQL, holds the certificate a client that asks for
+	// TLS gets; the listener adds the ALPN protocol "postgresql". Nil
+	// means TLS is refused (SSLRequest is answered 'N').
+	TLS *tls.Config
+	// Domain, for PostgreSQL, is the DNS domain under which a TLS server
+	// name picks a route: a client of "sales.db.example.com" with Domain
+	// "db.example.com" gets route "sales". Empty means server names pick
+	// no route.
+	Domain string
+	// Cancels maps the cancel keys given to PostgreSQL clients to their
+	// sessions. Share one among a server's listeners; nil means one of the
+	// listener's own.
+	Cancels *CancelKeys
+
+	routes   atomic.Pointer[[]Route]
+	tlsConf  *tls.Config // TLS with ALPN, set by Open
 	ln       net.Listener
 	log      *slog.Logger
 	acceptWG sync.WaitGroup // the accept loop
@@ -49,15 +97,30 @@ const (
 	keyTarget = "target"
 	keyReason = "reason"
 	keyErr    = "err"
+	keyListen = "listen"
 )
 
+// SetRoutes replaces the routes the listener serves.
+func (l *Listener) SetRoutes(routes []Route) {
+	rs := append([]Route(nil), routes...)
+	l.routes.Store(&rs)
+}
+
+// Routes returns the routes the listener serves.
+func (l *Listener) Routes() []Route {
+	if p := l.routes.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
 // Open binds the listener and starts accepting. ctx bounds the life of every
-// connection it accepts.
+// connection it accepts. If binding fails, Open may be called again.
 func (l *Listener) Open(ctx context.Context) error {
 	switch l.Protocol {
-	case "", ProtocolTCP:
+	case "", ProtocolTCP, ProtocolMySQL, ProtocolPostgres:
 	default:
-		return fmt.Errorf("route %q: protocol %q is not supported", l.Route, l.Protocol)
+		return fmt.Errorf("protocol %q is not supported (use %s, %s or %s)", l.Protocol, ProtocolTCP, ProtocolPostgres, ProtocolMySQL)
 	}
 	if l.Upstream == nil {
 		return errors.New("dbproxy: Listener.Upstream is nil")
@@ -66,7 +129,15 @@ func (l *Listener) Open(ctx context.Context) error {
 	if l.log == nil {
 		l.log = slog.Default()
 	}
-	l.log = l.log.With(keyRoute, l.Route)
+	l.log = l.log.With(keyListen, l.Addr)
+	if l.Cancels == nil {
+		l.Cancels = &CancelKeys{}
+	}
+	if l.TLS != nil {
+		l.tlsConf = l.TLS.Clone()
+		l.tlsConf.NextProtos = []string{pgALPN}
+		l.tlsConf.MinVersion = max(l.tlsConf.MinVersion, tls.VersionTLS12)
+	}
 	ln, err := net.Listen("tcp", l.Addr)
 	if err != nil {
 		return err
@@ -84,6 +155,9 @@ func (l *Listener) BoundAddr() net.Addr { return l.ln.Addr() }
 // Close stops accepting and waits for the accept loop. Connections in
 // progress go on.
 func (l *Listener) Close() error {
+	if l.ln == nil {
+		return nil
+	}
 	var err error
 	l.once.Do(func() {
 		close(l.closed)
@@ -98,6 +172,13 @@ func (l *Listener) Wait() { l.connWG.Wait() }
 
 // Active is the number of accepted connections still being served.
 func (l *Listener) Active() int { return int(l.active.Load()) }
+
+func (l *Listener) handshakeTimeout() time.Duration {
+	if l.HandshakeTimeout > 0 {
+		return l.HandshakeTimeout
+	}
+	return DefaultHandshakeTimeout
+}
 
 func (l *Listener) acceptLoop(ctx context.Context) {
 	defer l.acceptWG.Done()
@@ -125,48 +206,89 @@ func (l *Listener) acceptLoop(ctx context.Context) {
 		}
 		backoff = 0
 		client := addrPort(conn.RemoteAddr())
-		if !l.allowed(client.Addr()) {
-			reject(conn)
-			l.log.Info("client not allowed", keyClient, client.String())
-			continue
+		if l.Protocol == ProtocolTCP || l.Protocol == "" {
+			// Refused before a goroutine is spent on it.
+			r, ok := l.onlyRoute()
+			if !ok || !r.allows(client.Addr()) {
+				reject(conn)
+				l.log.Info("client not allowed", keyRoute, r.Name, keyClient, client.String())
+				continue
+			}
 		}
 		l.connWG.Add(1)
 		l.active.Add(1)
 		go func() {
 			defer l.connWG.Done()
 			defer l.active.Add(-1)
-			l.serve(ctx, conn, client)
+			switch l.Protocol {
+			case ProtocolPostgres:
+				l.servePostgres(ctx, conn, client)
+			case ProtocolMySQL:
+				l.serveMySQL(ctx, conn, client)
+			default:
+				l.serveTCP(ctx, conn, client)
+			}
 		}()
 	}
 }
 
-func (l *Listener) allowed(a netip.Addr) bool {
-	if len(l.Allow) == 0 {
-		return true
+// onlyRoute returns the route of a listener that serves one.
+func (l *Listener) onlyRoute() (Route, bool) {
+	rs := l.Routes()
+	if len(rs) != 1 {
+		return Route{}, false
 	}
-	for _, p := range l.Allow {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
+	return rs[0], true
 }
 
-func (l *Listener) serve(ctx context.Context, conn net.Conn, client netip.AddrPort) {
-	b, err := l.Upstream.Dial(ctx, &Request{Route: l.Route, Client: client})
+// lookup returns the route called name: the exact name, or else one that
+// differs only in case (DNS names come lowercased).
+func (l *Listener) lookup(name string) (Route, bool) {
+	rs := l.Routes()
+	for _, r := range rs {
+		if r.Name == name {
+			return r, true
+		}
+	}
+	for _, r := range rs {
+		if strings.EqualFold(r.Name, name) {
+			return r, true
+		}
+	}
+	return Route{}, false
+}
+
+// defaultRoute returns the route a client that names none gets.
+func (l *Listener) defaultRoute() (Route, bool) {
+	for _, r := range l.Routes() {
+		if r.Default {
+			return r, true
+		}
+	}
+	return Route{}, false
+}
+
+func (l *Listener) serveTCP(ctx context.Context, conn net.Conn, client netip.AddrPort) {
+	r, _ := l.onlyRoute()
+	b, err := l.Upstream.Dial(ctx, &Request{Route: r.Name, Client: client})
 	if err != nil {
 		conn.Close()
-		attrs := []any{keyClient, client.String()}
-		var oe *RouteError
-		if errors.As(err, &oe) {
-			attrs = append(attrs, keyAgent, oe.Agent, keyTarget, oe.Target, keyReason, oe.Error())
-		} else {
-			attrs = append(attrs, keyErr, err)
-		}
-		l.log.Warn("session refused", attrs...)
+		l.logRefused(r.Name, client, err)
 		return
 	}
 	b.Relay(ctx, conn)
+}
+
+// logRefused logs why a client could not be served.
+func (l *Listener) logRefused(route string, client netip.AddrPort, err error) {
+	attrs := []any{keyRoute, route, keyClient, client.String()}
+	var re *RouteError
+	if errors.As(err, &re) {
+		attrs = append(attrs, keyAgent, re.Agent, keyTarget, re.Target, keyReason, re.Error())
+	} else {
+		attrs = append(attrs, keyErr, err)
+	}
+	l.log.Warn("session refused", attrs...)
 }
 
 // reject closes conn with a reset, so the client learns at once.

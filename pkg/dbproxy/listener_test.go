@@ -31,6 +31,10 @@ func (u *fakeUpstream) Dial(ctx context.Context, req *Request) (Backend, error) 
 
 type pipeBackend struct{ net.Conn }
 
+func (p *pipeBackend) Sibling(ctx context.Context) (net.Conn, error) {
+	return nil, errors.New("no siblings")
+}
+
 func (p *pipeBackend) Relay(ctx context.Context, client net.Conn) {
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -46,7 +50,8 @@ func open(t *testing.T, up Upstream, allow ...string) *Listener {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &Listener{Route: "r", Addr: "127.0.0.1:0", Allow: prefixes, Upstream: up, Logger: slog.New(slog.DiscardHandler)}
+	l := &Listener{Addr: "127.0.0.1:0", Upstream: up, Logger: slog.New(slog.DiscardHandler)}
+	l.SetRoutes([]Route{{Name: "r", Allow: prefixes, Default: true}})
 	if err := l.Open(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +181,7 @@ func TestParseAllow(t *testing.T) {
 }
 
 func TestUnsupportedProtocol(t *testing.T) {
-	l := &Listener{Route: "r", Addr: "127.0.0.1:0", Protocol: "smtp", Upstream: &fakeUpstream{}}
+	l := &Listener{Addr: "127.0.0.1:0", Protocol: "smtp", Upstream: &fakeUpstream{}}
 	if err := l.Open(context.Background()); err == nil {
 		l.Close()
 		t.Fatal("opened a listener for an unknown protocol")
