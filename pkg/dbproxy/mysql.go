@@ -18,17 +18,23 @@ import (
 
 // MySQL error codes and SQLSTATEs the front door sends.
 const (
-	mysqlErUnknownError       = 1105 // ER_UNKNOWN_ERROR
-	mysqlErConCount           = 1040 // ER_CON_COUNT_ERROR, "Too many connections"
-	mysqlErHostNotPrivileged  = 1130 // ER_HOST_NOT_PRIVILEGED
-	mysqlStateConnFailure     = "08S01"
-	mysqlStateConnRejected    = "08004"
-	mysqlStateGeneral         = "HY000"
-	mysqlMaxErrMessage        = 512 // bytes of message kept in an ERR packet
-	mysqlErrWriteTimeout      = 5 * time.Second
-	mysqlPacketHeaderLen      = 4
-	mysqlErrHeader       byte = 0xff
+	mysqlErUnknownError      = 1105 // ER_UNKNOWN_ERROR
+	mysqlErConCount          = 1040 // ER_CON_COUNT_ERROR, "Too many connections"
+	mysqlErHostNotPrivileged = 1130 // ER_HOST_NOT_PRIVILEGED
+	mysqlStateConnFailure    = "08S01"
+	mysqlStateConnRejected   = "08004"
+	mysqlStateGeneral        = "HY000"
 )
+
+// ERR packet layout and bounds.
+const (
+	mysqlPacketHeaderLen      = 4    // 3-byte length, sequence id
+	mysqlErrHeader       byte = 0xff // first payload byte of an ERR packet
+	mysqlMaxErrMessage        = 512  // bytes of message kept
+)
+
+// refusalWriteTimeout bounds writing an error to a client that is refused.
+const refusalWriteTimeout = 5 * time.Second
 
 // appendMySQLErr appends an ERR packet with sequence id 0.
 func appendMySQLErr(b []byte, code uint16, state, msg string) []byte {
@@ -74,7 +80,7 @@ func (l *Listener) serveMySQL(ctx context.Context, conn net.Conn, client netip.A
 	if err != nil {
 		l.logRefused(r.Name, client, err)
 		code, state, msg := mysqlError(r.Name, err)
-		conn.SetWriteDeadline(time.Now().Add(mysqlErrWriteTimeout))
+		conn.SetWriteDeadline(time.Now().Add(refusalWriteTimeout))
 		conn.Write(appendMySQLErr(nil, code, state, msg))
 		conn.Close()
 		return

@@ -75,7 +75,7 @@ type pgClient struct {
 
 // fail sends e to the client and closes the connection.
 func (c *pgClient) fail(e *pgError) {
-	c.raw.SetWriteDeadline(time.Now().Add(mysqlErrWriteTimeout))
+	c.raw.SetWriteDeadline(time.Now().Add(refusalWriteTimeout))
 	c.conn.Write(appendErrorResponse(nil, e))
 	c.conn.Close()
 }
