@@ -18,7 +18,12 @@ func (a *app) checkCmd() *cobra.Command {
 		Long: `check loads and validates the config, dials every declared target, and
 connects to the server once to check the agent's credential (without
 disturbing a running copy of the agent). It prints one line per check and
-exits non-zero when any failed.`,
+exits non-zero when any failed.
+
+A target is dialed the way a session dials it: with proxy_protocol it gets
+a PROXY header first (a LOCAL one, as there is no client), and with tls the
+TLS negotiation and certificate checks run too, so a database that refuses
+TLS or shows an untrusted certificate fails the check.`,
 		Example: `  tunnel-agent check
   tunnel-agent check --config ./tunnel-agent.toml`,
 		Args: cli.NoArgs,

@@ -63,7 +63,14 @@ func (a *app) load(log *slog.Logger) (*config.Agent, *agent.Agent, error) {
 	}
 	targets := make([]agent.Target, len(cfg.Targets))
 	for i, t := range cfg.Targets {
-		targets[i] = agent.Target{Name: t.Name, Address: t.Address}
+		targets[i] = agent.Target{
+			Name:          t.Name,
+			Address:       t.Address,
+			ProxyProtocol: t.ProxyProtocol,
+			TLS:           t.TLS,
+			TLSCA:         t.TLSCA,
+			TLSServerName: t.TLSServerName,
+		}
 	}
 	eng, err := agent.New(agent.Options{
 		Name:             cfg.Agent.Name,

@@ -17,6 +17,23 @@ const (
 	DefaultHandshakeTimeout = 10 * time.Second
 )
 
+// TLS modes of a target (the [[targets]] tls key), as libpq's sslmode
+// values of the same names. They apply to PostgreSQL targets only: the
+// agent asks for TLS with PostgreSQL's SSLRequest.
+const (
+	// TargetTLSDisable sends plain TCP. The default.
+	TargetTLSDisable = "disable"
+	// TargetTLSRequire encrypts without checking the database's
+	// certificate.
+	TargetTLSRequire = "require"
+	// TargetTLSVerifyCA checks that the certificate chains to tls_ca,
+	// whatever name it carries.
+	TargetTLSVerifyCA = "verify-ca"
+	// TargetTLSVerifyFull checks the chain and that the certificate
+	// carries tls_server_name.
+	TargetTLSVerifyFull = "verify-full"
+)
+
 // Transports the agent can use (the [server] transport key).
 const (
 	// TransportTLS is TLS 1.3 over TCP with yamux.
@@ -90,6 +107,21 @@ type Target struct {
 	Name string `toml:"name"`
 	// Address is host:port with a numeric port. Required.
 	Address string `toml:"address"`
+	// ProxyProtocol makes the agent send a PROXY protocol v2 header first
+	// on every connection to the target, carrying the original client's
+	// address, for a target (or a proxy in front of it) that expects one.
+	ProxyProtocol bool `toml:"proxy_protocol"`
+	// TLS is how the agent encrypts to a PostgreSQL target: "disable",
+	// "require", "verify-ca" or "verify-full". Empty means "disable".
+	TLS string `toml:"tls"`
+	// TLSCA is the PEM of the CA certificate(s) the database's certificate
+	// must chain to. Required with "verify-ca"; with "verify-full", empty
+	// means the system roots. Only for those two modes.
+	TLSCA string `toml:"tls_ca"`
+	// TLSServerName is the name "verify-full" checks the database's
+	// certificate for, and the only mode it is for. Empty means the host of
+	// Address.
+	TLSServerName string `toml:"tls_server_name"`
 }
 
 // DefaultAgent returns an agent config with every default filled in and no
@@ -123,6 +155,15 @@ func (c *Agent) ApplyDefaults() {
 	}
 	if a.MaxHeaderSize == 0 {
 		a.MaxHeaderSize = DefaultMaxHeaderSize
+	}
+	for i := range c.Targets {
+		t := &c.Targets[i]
+		if t.TLS == "" {
+			t.TLS = TargetTLSDisable
+		}
+		if t.TLS == TargetTLSVerifyFull && t.TLSServerName == "" {
+			t.TLSServerName = hostOf(t.Address)
+		}
 	}
 }
 
@@ -186,6 +227,53 @@ func (c *Agent) validate() []*Error {
 			first[t.Name] = n
 		}
 		check(key+".address", quoteNonEmpty(t.Address), checkAddress(t.Address, dialAddr))
+		errs = append(errs, validateTargetTLS(key, &t)...)
+	}
+	return errs
+}
+
+// validateTargetTLS checks the tls keys of the target at key: a known mode,
+// and tls_ca and tls_server_name only where the mode uses them, so that a
+// key that would silently do nothing is an error.
+func validateTargetTLS(key string, t *Target) []*Error {
+	var errs []*Error
+	check := func(k, shown, reason string) {
+		if reason != "" {
+			errs = append(errs, invalid(key+"."+k, shown, reason))
+		}
+	}
+	mode := t.TLS
+	if mode == "" {
+		mode = TargetTLSDisable
+	}
+	noEffect := func(why string) string {
+		return fmt.Sprintf("has no effect with tls = %q (%s)", mode, why)
+	}
+	switch mode {
+	case TargetTLSDisable, TargetTLSRequire:
+		if t.TLSCA != "" {
+			check("tls_ca", "", noEffect(`set tls = "verify-ca" or "verify-full" to check the database's certificate against it`))
+		}
+	case TargetTLSVerifyCA:
+		if t.TLSCA == "" {
+			check("tls_ca", "", `missing: tls = "verify-ca" checks the database's certificate against it `+
+				`(give the PEM of the CA that signed it)`)
+		}
+	case TargetTLSVerifyFull:
+	default:
+		check("tls", quote(t.TLS), fmt.Sprintf("unknown mode (use %q, %q, %q or %q)",
+			TargetTLSDisable, TargetTLSRequire, TargetTLSVerifyCA, TargetTLSVerifyFull))
+		return errs
+	}
+	if t.TLSCA != "" && (mode == TargetTLSVerifyCA || mode == TargetTLSVerifyFull) {
+		check("tls_ca", "", checkCertificatesPEM(t.TLSCA))
+	}
+	if n := t.TLSServerName; n != "" {
+		if mode != TargetTLSVerifyFull {
+			check("tls_server_name", quote(n), noEffect(`only "verify-full" checks the name`))
+		} else {
+			check("tls_server_name", quote(n), checkServerName(n))
+		}
 	}
 	return errs
 }

@@ -301,6 +301,79 @@ func TestParseAgentErrors(t *testing.T) {
 			want: []string{`tunnel-agent.toml:1: agent: want a table, got an integer`},
 		},
 		{
+			name: "target TLS modes",
+			doc: validAgent + "proxy_protocol = true\ntls = \"require\"\n" +
+				"\n[[targets]]\nname = \"b\"\naddress = \"h:2\"\ntls = \"verify-ca\"\ntls_ca = \"\"\"\n" + testCAPEM + "\"\"\"\n" +
+				"\n[[targets]]\nname = \"c\"\naddress = \"h:3\"\ntls = \"verify-full\"\n" +
+				"\n[[targets]]\nname = \"d\"\naddress = \"h:4\"\ntls = \"verify-full\"\ntls_server_name = \"db.internal\"\ntls_ca = \"\"\"\n" + testCAPEM + "\"\"\"\n" +
+				"\n[[targets]]\nname = \"e\"\naddress = \"h:5\"\ntls = \"disable\"\nproxy_protocol = false\n",
+		},
+		{
+			name: "target TLS mode unknown",
+			doc:  validAgent + "tls = \"verfy-full\"\n",
+			want: []string{`tunnel-agent.toml:{verfy}: targets[1].tls "verfy-full": unknown mode (use "disable", "require", "verify-ca" or "verify-full")`},
+			kind: ErrInvalid,
+		},
+		{
+			name: "target TLS mode is case sensitive",
+			doc:  validAgent + "tls = \"Require\"\n",
+			want: []string{`targets[1].tls "Require": unknown mode`},
+		},
+		{
+			name: "target tls_ca without TLS has no effect",
+			doc:  validAgent + "tls_ca = \"\"\"\n" + testCAPEM + "\"\"\"\n",
+			want: []string{`tunnel-agent.toml:{tls_ca}: targets[1].tls_ca: has no effect with tls = "disable" (set tls = "verify-ca" or "verify-full" to check the database's certificate against it)`},
+		},
+		{
+			name: "target tls_ca with require has no effect",
+			doc:  validAgent + "tls = \"require\"\ntls_ca = \"\"\"\n" + testCAPEM + "\"\"\"\n",
+			want: []string{`targets[1].tls_ca: has no effect with tls = "require"`},
+		},
+		{
+			name: "target tls_server_name without TLS has no effect",
+			doc:  validAgent + "tls = \"disable\"\ntls_server_name = \"db.internal\"\n",
+			want: []string{`tunnel-agent.toml:{tls_server_name}: targets[1].tls_server_name "db.internal": has no effect with tls = "disable" (only "verify-full" checks the name)`},
+		},
+		{
+			name: "target tls_server_name with verify-ca has no effect",
+			doc:  validAgent + "tls = \"verify-ca\"\ntls_server_name = \"db.internal\"\ntls_ca = \"\"\"\n" + testCAPEM + "\"\"\"\n",
+			want: []string{`targets[1].tls_server_name "db.internal": has no effect with tls = "verify-ca" (only "verify-full" checks the name)`},
+		},
+		{
+			name: "target verify-ca without tls_ca",
+			doc:  validAgent + "tls = \"verify-ca\"\n",
+			want: []string{`tunnel-agent.toml:{name = "warehouse"-1}: targets[1].tls_ca: missing: tls = "verify-ca" checks`},
+		},
+		{
+			name: "target tls_ca that is not PEM",
+			doc:  validAgent + "tls = \"verify-full\"\ntls_ca = \"not a certificate\"\n",
+			want: []string{`tunnel-agent.toml:{tls_ca}: targets[1].tls_ca: no PEM certificate found`},
+		},
+		{
+			name: "target tls_ca that does not parse",
+			doc:  validAgent + "tls = \"verify-ca\"\ntls_ca = \"\"\"\n-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n\"\"\"\n",
+			want: []string{`targets[1].tls_ca: certificate 1: x509:`},
+		},
+		{
+			name: "target tls_server_name with a port",
+			doc:  validAgent + "tls = \"verify-full\"\ntls_server_name = \"db.internal:5432\"\n",
+			want: []string{`targets[1].tls_server_name "db.internal:5432": invalid name (want a host name or IP address, without a port)`},
+		},
+		{
+			name: "target tls_server_name as an IPv6 address",
+			doc:  validAgent + "tls = \"verify-full\"\ntls_server_name = \"fd00::5\"\n",
+		},
+		{
+			name: "target proxy_protocol of the wrong type",
+			doc:  validAgent + "proxy_protocol = \"yes\"\n",
+			want: []string{`tunnel-agent.toml:{proxy_protocol}: targets[1].proxy_protocol: want true or false, got a string`},
+		},
+		{
+			name: "target tls keys are reported per target",
+			doc:  validAgent + "\n[[targets]]\nname = \"lake\"\naddress = \"10.0.0.6:5432\"\ntls = \"verify\"\n",
+			want: []string{`tunnel-agent.toml:{"verify"}: targets[2].tls "verify": unknown mode`},
+		},
+		{
 			name: "env overrides a key",
 			doc:  edit(validAgent, `name = "acme-bastion"`, ``),
 			env:  map[string]string{"TUNNEL_AGENT_AGENT_NAME": "from-env"},
@@ -392,8 +465,8 @@ func TestParseAgentValues(t *testing.T) {
 				MaxHeaderSize:    4096,
 			},
 			Targets: []Target{
-				{Name: "warehouse", Address: "10.0.0.5:5432"},
-				{Name: "lake", Address: "[fd00::6]:9000"},
+				{Name: "warehouse", Address: "10.0.0.5:5432", TLS: "disable"},
+				{Name: "lake", Address: "[fd00::6]:9000", TLS: "disable"},
 			},
 			Path: "dir/" + AgentFile,
 		}
@@ -422,6 +495,26 @@ func TestParseAgentValues(t *testing.T) {
 		if c.Server.ServerName != "tunnel.internal" || c.Agent.MaxSessions != 50 ||
 			c.Agent.DialTimeout.Duration != 2*time.Second || c.Agent.HandshakeTimeout.Duration != 90*time.Second {
 			t.Errorf("got %+v", c)
+		}
+	})
+
+	t.Run("target options", func(t *testing.T) {
+		t.Parallel()
+		d := doc + "proxy_protocol = true\ntls = \"verify-full\"\ntls_ca = \"\"\"\n" + testCAPEM + "\"\"\"\n" +
+			"\n[[targets]]\nname = \"named\"\naddress = \"10.0.0.7:5432\"\ntls = \"verify-full\"\ntls_server_name = \"db.internal\"\n"
+		c, err := ParseAgent(AgentFile, []byte(d), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []Target{
+			{Name: "warehouse", Address: "10.0.0.5:5432", TLS: "disable"},
+			// The server name defaults to the host of the address, for
+			// verify-full, the only mode that checks it.
+			{Name: "lake", Address: "[fd00::6]:9000", ProxyProtocol: true, TLS: "verify-full", TLSCA: testCAPEM, TLSServerName: "fd00::6"},
+			{Name: "named", Address: "10.0.0.7:5432", TLS: "verify-full", TLSServerName: "db.internal"},
+		}
+		if !reflect.DeepEqual(c.Targets, want) {
+			t.Errorf("got  %+v\nwant %+v", c.Targets, want)
 		}
 	})
 

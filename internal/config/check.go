@@ -108,6 +108,20 @@ func hostOf(addr string) string {
 	return host
 }
 
+// checkServerName returns why s is not a name to check a certificate for
+// (a host name or an IP address, without a port), or "".
+func checkServerName(s string) string {
+	if strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == '/' || r == 0x7f }) {
+		return "invalid name (want a host name or IP address)"
+	}
+	if strings.Contains(s, ":") {
+		if _, err := netip.ParseAddr(s); err != nil {
+			return "invalid name (want a host name or IP address, without a port)"
+		}
+	}
+	return ""
+}
+
 // checkAdminListen returns why s is not an acceptable admin API address, or
 // "": a loopback IP address with a port, or "unix:" and a socket path.
 func checkAdminListen(s string) string {

@@ -13,8 +13,14 @@ func TestExamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(agent.Targets) != 2 || agent.Agent.HalfCloseTimeout.Duration != 30*time.Second || agent.Agent.MaxHeaderSize != 4096 {
+	if len(agent.Targets) != 3 || agent.Agent.HalfCloseTimeout.Duration != 30*time.Second || agent.Agent.MaxHeaderSize != 4096 {
 		t.Errorf("agent example: %+v", agent.Agent)
+	}
+	if r, ok := agent.Target("reporting"); !ok || r.TLS != TargetTLSVerifyFull || r.TLSCA == "" || r.TLSServerName != "db.internal" {
+		t.Errorf("agent example, target reporting: %+v", r)
+	}
+	if e, ok := agent.Target("events"); !ok || !e.ProxyProtocol || e.TLS != TargetTLSRequire {
+		t.Errorf("agent example, target events: %+v", e)
 	}
 	srv, err := LoadServer(filepath.Join("..", "..", "testdata", "tunnel-server.example.toml"))
 	if err != nil {

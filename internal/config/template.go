@@ -82,8 +82,9 @@ func RenderAgent(t AgentTemplate) ([]byte, error) {
 	}
 	data := struct {
 		AgentTemplate
-		Defaults Agent
-	}{t, DefaultAgent()}
+		Defaults  Agent
+		TargetTLS string
+	}{t, DefaultAgent(), TargetTLSDisable}
 	return render(agentTemplate, data, func(b []byte) error {
 		_, err := ParseAgent(AgentFile, b, nil)
 		return err
@@ -279,6 +280,20 @@ key = {{multiline .KeyPEM}}
 # [[targets]]
 # name = "warehouse"         # what routes refer to
 # address = "10.0.0.5:5432"  # host:port dialed for that name
+#
+# Optional keys of a target:
+# Send a PROXY protocol v2 header first, carrying the client's address, to a
+# target (or a proxy in front of it) that expects one (default false):
+# proxy_protocol = true
+# PostgreSQL only, TLS from this agent to the database: {{toml .TargetTLS}} (the
+# default), "require" (encrypt, check nothing), "verify-ca" (the certificate
+# chains to tls_ca) or "verify-full" (and carries tls_server_name):
+# tls = "verify-full"
+# The CA the database's certificate must chain to; required for "verify-ca",
+# and "verify-full" without it uses the system roots:
+# tls_ca = """-----BEGIN CERTIFICATE-----..."""
+# The name "verify-full" checks; the default is the host of address:
+# tls_server_name = "db.internal"
 `))
 
 var serverTemplate = template.Must(template.New(ServerFile).Funcs(funcs).Parse(`# tunnel-server configuration, written by ` + "`tunnel-server init`" + `.

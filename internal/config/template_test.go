@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -52,6 +53,44 @@ func TestRenderGolden(t *testing.T) {
 			}
 			golden(t, tt.golden, b)
 		})
+	}
+}
+
+// TestRenderAgentTargetExample: the commented [[targets]] example, with
+// its key lines uncommented (a real CA in place of the elided one), loads
+// and sets what it says.
+func TestRenderAgentTargetExample(t *testing.T) {
+	t.Parallel()
+	b, err := RenderAgent(testTemplate())
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	at := strings.Index(doc, "# [[targets]]")
+	if at < 0 {
+		t.Fatal("no commented [[targets]] example")
+	}
+	key := regexp.MustCompile(`^# (\[\[targets\]\]|[a-z_]+ = .*)$`)
+	var out strings.Builder
+	out.WriteString(doc[:at])
+	for line := range strings.Lines(doc[at:]) {
+		line = strings.TrimSuffix(line, "\n")
+		switch m := key.FindStringSubmatch(line); {
+		case m == nil:
+		case strings.HasPrefix(m[1], "tls_ca = "):
+			out.WriteString("tls_ca = " + tomlMultiline(testCAPEM) + "\n")
+		default:
+			out.WriteString(m[1] + "\n")
+		}
+	}
+	c, err := ParseAgent(AgentFile, []byte(out.String()), nil)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	want := Target{Name: "warehouse", Address: "10.0.0.5:5432", ProxyProtocol: true, TLS: "verify-full",
+		TLSCA: testCAPEM, TLSServerName: "db.internal"}
+	if len(c.Targets) != 1 || c.Targets[0] != want {
+		t.Fatalf("targets %+v, want %+v", c.Targets, want)
 	}
 }
 
