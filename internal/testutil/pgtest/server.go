@@ -55,17 +55,21 @@ var errPortInUse = errors.New("port already in use")
 
 // Server is a PostgreSQL server started for a test from the installed
 // binaries. Clients reach it over TCP at Host:Port as User (trust auth, no
-// password) in Database.
+// password) in Database; StartWith can add TLS and a role with a password.
 type Server struct {
 	Host     string // always 127.0.0.1
 	Port     int
 	User     string // database superuser role
 	Database string // "postgres"
 	Dir      string // holds data/, sock/ (unix socket) and postgres.log
+	// CAPEM is the PEM of the CA that signed the server's certificate, with
+	// Options.TLS; empty without.
+	CAPEM string
 
 	// Static after Start.
 	bin  string
 	acct account
+	opts Options
 	cmd  *exec.Cmd
 	done chan struct{} // closed when cmd.Wait returns
 
@@ -105,6 +109,16 @@ func (s *Server) LogPath() string { return filepath.Join(s.Dir, "postgres.log") 
 // or fails it when TUNNEL_REQUIRE_POSTGRES=1. Any other problem fails it.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return StartWith(t, Options{})
+}
+
+// StartWith is Start with options: TLS, a role that logs in with a SCRAM
+// password (see Options).
+func StartWith(t testing.TB, opts Options) *Server {
+	t.Helper()
+	if err := opts.check(); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
 	bin, err := BinDir()
 	if err != nil {
 		unavailable(t, err.Error())
@@ -114,7 +128,11 @@ func Start(t testing.TB) *Server {
 		unavailable(t, err.Error())
 	}
 	s := newServer(bin, acct, tempDir(t, acct))
+	s.opts = opts
 	if err := s.initdb(); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	if err := s.applyOptions(); err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
 	t.Cleanup(func() {
@@ -124,6 +142,9 @@ func Start(t testing.TB) *Server {
 		}
 	})
 	if err := s.startOnFreePort(); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	if err := s.createScramRole(t.Context()); err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
 	return s

@@ -217,3 +217,75 @@ func TestStartParallel(t *testing.T) {
 		})
 	}
 }
+
+// TestStartWithTLSAndScram: the server speaks TLS with a certificate for
+// 127.0.0.1 that chains to CAPEM, the SCRAM role must give its password,
+// stored as SCRAM-SHA-256, and the superuser still gets in without one.
+func TestStartWithTLSAndScram(t *testing.T) {
+	leakcheck.Check(t)
+	s := StartWith(t, Options{TLS: true, ScramUser: "reporter", ScramPassword: "it's a secret"})
+	if s.CAPEM == "" {
+		t.Fatal("no CA PEM")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	rootCert := filepath.Join(t.TempDir(), "root.crt")
+	if err := os.WriteFile(rootCert, []byte(s.CAPEM), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	verified := strings.Replace(s.ScramDSN(), "sslmode=disable", "sslmode=verify-full&sslrootcert="+rootCert, 1)
+
+	t.Run("verify-full as the SCRAM role", func(t *testing.T) {
+		conn, err := pgx.Connect(ctx, verified)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		var user string
+		var ssl bool
+		err = conn.QueryRow(ctx, "select current_user, ssl from pg_stat_ssl where pid = pg_backend_pid()").Scan(&user, &ssl)
+		if err != nil || user != "reporter" || !ssl {
+			t.Fatalf("user %q ssl %v, %v", user, ssl, err)
+		}
+	})
+	t.Run("localhost matches too", func(t *testing.T) {
+		conn, err := pgx.Connect(ctx, strings.Replace(verified, "@127.0.0.1:", "@localhost:", 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.Close(ctx)
+	})
+	t.Run("wrong password", func(t *testing.T) {
+		conn, err := pgx.Connect(ctx, strings.Replace(s.ScramDSN(), "secret", "guess", 1))
+		if err == nil {
+			conn.Close(ctx)
+			t.Fatal("logged in with a wrong password")
+		}
+		if !strings.Contains(err.Error(), "password authentication failed") {
+			t.Fatalf("error %v, want a failed password authentication", err)
+		}
+	})
+	t.Run("stored as SCRAM, superuser on trust", func(t *testing.T) {
+		conn, err := pgx.Connect(ctx, s.DSN())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		var scram bool
+		if err := conn.QueryRow(ctx, "select rolpassword like 'SCRAM-SHA-256$%' from pg_authid where rolname = 'reporter'").Scan(&scram); err != nil || !scram {
+			t.Fatalf("SCRAM verifier %v, %v", scram, err)
+		}
+	})
+}
+
+func TestStartWithBadOptions(t *testing.T) {
+	for _, o := range []Options{
+		{ScramUser: "x"},
+		{ScramPassword: "x"},
+		{ScramUser: `a"b`, ScramPassword: "x"},
+	} {
+		if err := o.check(); err == nil {
+			t.Errorf("%+v accepted", o)
+		}
+	}
+}
