@@ -39,7 +39,7 @@ func (a *Agent) serveStream(ctx context.Context, st mux.Stream) {
 	}
 	if n := a.active.Add(1); n > int64(a.opt.MaxSessions) {
 		a.active.Add(-1)
-		msg := fmt.Sprintf("agent %q has %d open sessions, its limit", a.opt.Name, a.opt.MaxSessions)
+		msg := fmt.Sprintf("agent %q is at its limit of %d open sessions", a.opt.Name, a.opt.MaxSessions)
 		log.Warn("session refused", logging.KeyReason, msg)
 		a.reply(st, proto.ReplyLimitReached, msg)
 		st.Close()

@@ -479,10 +479,10 @@ func TestSessionLimits(t *testing.T) {
 		}
 		hold(dial(r.Listen))
 		expectClosed(t, dial(r.Listen), time.Second)
-		e.log.waitFor(t, time.Second, "session refused", "route=one", `session limit reached: route \"one\" has 1 open sessions`)
+		e.log.waitFor(t, time.Second, "session refused", "route=one", `session limit reached: route \"one\" is at its limit of 1 open sessions`)
 		hold(dial(other))
 		expectClosed(t, dial(other), time.Second)
-		e.log.waitFor(t, time.Second, "session refused", "route=other", `session limit reached: agent \"a1\" has 2 open sessions`)
+		e.log.waitFor(t, time.Second, "session refused", "route=other", `session limit reached: agent \"a1\" is at the server's limit of 2 open sessions`)
 	})
 }
 

@@ -23,6 +23,10 @@ import (
 	"github.com/tunnelrelay/tunnel/pkg/mux"
 )
 
+// PostgresDomain is a DNS domain the test server's certificate covers
+// (*.db.test), for PostgreSQL routes picked by TLS server name.
+const PostgresDomain = "db.test"
+
 // Server is an in-process tunnel-server.
 type Server struct {
 	*server.Server
@@ -57,9 +61,18 @@ func StartServer(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	certPEM, keyPEM, err := ca.IssueServerCert([]string{"127.0.0.1", "localhost"}, 24*time.Hour)
+	certPEM, keyPEM, err := ca.IssueServerCert([]string{"127.0.0.1", "localhost", "*." + PostgresDomain}, 24*time.Hour)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Options.PostgresTLS == nil {
+		// As tunnel-server run does: PostgreSQL clients get the server's
+		// certificate unless another is configured.
+		cert, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Options.PostgresTLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	}
 	tlsConf, err := auth.ServerConfig(certPEM, keyPEM)
 	if err != nil {
@@ -292,6 +305,22 @@ func (s *Server) WaitOnline(ctx context.Context, name string) error {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+}
+
+// AddProtocolRoute adds a route of the given protocol on listen ("" means
+// a system-chosen loopback port) and returns its address. isDefault nil
+// leaves the choice to the server.
+func (s *Server) AddProtocolRoute(ctx context.Context, name, agentName, target, protocol, listen string, isDefault *bool) (string, error) {
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
+	r, err := s.Server.AddRoute(ctx, admin.AddRouteRequest{
+		Name: name, Agent: agentName, Target: target, Listen: listen, Protocol: protocol, Default: isDefault,
+	})
+	if err != nil {
+		return "", err
+	}
+	return r.Listen, nil
 }
 
 // AddTCPRoute adds a TCP route on a system-chosen loopback port and returns

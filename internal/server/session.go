@@ -40,13 +40,13 @@ func (s *Server) Dial(ctx context.Context, req *dbproxy.Request) (dbproxy.Backen
 	}
 	if n := ac.sessions.Add(1); n > int64(s.opt.MaxSessionsPerAgent) {
 		ac.sessions.Add(-1)
-		return nil, oe(dbproxy.ErrLimitReached, fmt.Sprintf("agent %q has %d open sessions, the server's limit", rt.cfg.Agent, s.opt.MaxSessionsPerAgent))
+		return nil, oe(dbproxy.ErrLimitReached, fmt.Sprintf("agent %q is at the server's limit of %d open sessions", rt.cfg.Agent, s.opt.MaxSessionsPerAgent))
 	}
 	if max := rt.cfg.MaxSessions; max > 0 {
 		if n := rt.sessions.Add(1); n > int64(max) {
 			rt.sessions.Add(-1)
 			ac.sessions.Add(-1)
-			return nil, oe(dbproxy.ErrLimitReached, fmt.Sprintf("route %q has %d open sessions, its limit", rt.cfg.Name, max))
+			return nil, oe(dbproxy.ErrLimitReached, fmt.Sprintf("route %q is at its limit of %d open sessions", rt.cfg.Name, max))
 		}
 	} else {
 		rt.sessions.Add(1)
