@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -67,6 +68,25 @@ func tuneGC() {
 	}
 }
 
+// postgresTLS returns the TLS config PostgreSQL clients get: the
+// [postgres] certificate, or the server's own.
+func postgresTLS(cfg *config.Server, certPEM, keyPEM []byte) (*tls.Config, error) {
+	if cfg.Postgres.Cert != "" {
+		var err error
+		if certPEM, err = os.ReadFile(cfg.Postgres.Cert); err != nil {
+			return nil, fmt.Errorf("postgres.cert: %w", err)
+		}
+		if keyPEM, err = os.ReadFile(cfg.Postgres.Key); err != nil {
+			return nil, fmt.Errorf("postgres.key: %w", err)
+		}
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("postgres certificate: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}}, nil
+}
+
 // serve runs the server described by cfg until ctx is done.
 func serve(ctx context.Context, cfg *config.Server, log *slog.Logger) error {
 	certPEM, err := os.ReadFile(cfg.Server.Cert)
@@ -78,6 +98,10 @@ func serve(ctx context.Context, cfg *config.Server, log *slog.Logger) error {
 		return cli.Usage(fmt.Errorf("server.key: %w", err))
 	}
 	tlsConf, err := auth.ServerConfig(certPEM, keyPEM)
+	if err != nil {
+		return cli.Usage(err)
+	}
+	pgTLS, err := postgresTLS(cfg, certPEM, keyPEM)
 	if err != nil {
 		return cli.Usage(err)
 	}
@@ -114,6 +138,8 @@ func serve(ctx context.Context, cfg *config.Server, log *slog.Logger) error {
 		HeartbeatInterval:   l.HeartbeatInterval.Duration,
 		HeartbeatTimeout:    l.HeartbeatTimeout.Duration,
 		HalfCloseTimeout:    l.HalfCloseTimeout.Duration,
+		PostgresTLS:         pgTLS,
+		PostgresDomain:      cfg.Postgres.Domain,
 	})
 	if err != nil {
 		ln.Close()

@@ -44,6 +44,8 @@ type Server struct {
 	// Admin is the management API used by the agent, route and status
 	// commands.
 	Admin AdminSection `toml:"admin"`
+	// Postgres configures the PostgreSQL routes' front door.
+	Postgres PostgresSection `toml:"postgres"`
 	// Limits bounds time and resources per agent and session.
 	Limits Limits `toml:"limits"`
 	// Path is the file the config was loaded from (absolute after
@@ -83,6 +85,21 @@ type AdminSection struct {
 	// TokenFile is the path of the file holding the admin credential.
 	// Required.
 	TokenFile string `toml:"token_file"`
+}
+
+// PostgresSection is the [postgres] section of the server config: how
+// PostgreSQL clients connect to postgres routes.
+type PostgresSection struct {
+	// Domain is the DNS domain under which a client's TLS server name
+	// picks its route: ROUTE.Domain reaches route ROUTE on a shared port.
+	// Empty means server names pick no route.
+	Domain string `toml:"domain"`
+	// Cert is the path of the certificate (PEM, with its chain) that
+	// PostgreSQL clients asking for TLS get, typically for *.Domain. Empty
+	// means the server's own certificate, server.cert.
+	Cert string `toml:"cert"`
+	// Key is the path of Cert's private key. Set exactly when Cert is.
+	Key string `toml:"key"`
 }
 
 // Limits is the [limits] section of the server config.
@@ -151,7 +168,8 @@ func setDefault[T comparable](v *T, def T) {
 // ca, database, token_file and a unix admin socket) relative to dir, which
 // should be absolute: the directory of the config file.
 func (c *Server) ResolvePaths(dir string) {
-	for _, p := range []*string{&c.Server.Cert, &c.Server.Key, &c.Server.CA, &c.Server.Database, &c.Admin.TokenFile} {
+	for _, p := range []*string{&c.Server.Cert, &c.Server.Key, &c.Server.CA, &c.Server.Database, &c.Admin.TokenFile,
+		&c.Postgres.Cert, &c.Postgres.Key} {
 		*p = resolve(dir, *p)
 	}
 	if path, ok := strings.CutPrefix(c.Admin.Listen, unixPrefix); ok && path != "" {
@@ -202,6 +220,15 @@ func (c *Server) validate() []*Error {
 	check("server.ca", "", missing(s.CA))
 	check("admin.listen", quote(a.Listen), checkAdminListen(a.Listen))
 	check("admin.token_file", "", missing(a.TokenFile))
+	pg := &eff.Postgres
+	check("postgres.domain", quote(pg.Domain), checkDomain(pg.Domain))
+	if (pg.Cert == "") != (pg.Key == "") {
+		key, other := "postgres.key", "postgres.cert"
+		if pg.Cert == "" {
+			key, other = other, key
+		}
+		check(key, "", "missing: "+other+" is set, and the two go together")
+	}
 
 	duration := func(key string, v Duration, def time.Duration) {
 		check(key, fmt.Sprintf("(%v)", v), negative(v.Duration < 0, def))
@@ -227,6 +254,24 @@ func (c *Server) validate() []*Error {
 		errs = append(errs, e)
 	}
 	return errs
+}
+
+// checkDomain returns why domain cannot be a DNS domain for route names, or
+// "".
+func checkDomain(domain string) string {
+	if domain == "" {
+		return ""
+	}
+	d := strings.TrimSuffix(domain, ".")
+	if strings.HasPrefix(d, ".") || strings.HasPrefix(d, "*") || strings.Contains(d, "..") || d == "" {
+		return `must be a DNS domain such as "db.example.com" (no leading dot or "*.")`
+	}
+	for _, r := range d {
+		if !(r == '.' || r == '-' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			return fmt.Sprintf("%q is not allowed in a DNS domain", r)
+		}
+	}
+	return ""
 }
 
 // missing returns "missing" for an empty required value, or "".

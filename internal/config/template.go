@@ -322,6 +322,15 @@ listen = {{toml .AdminListen}}
 # The admin credential. Secret: keep it readable by the server's user only.
 token_file = {{toml .TokenFile}}
 
+[postgres]
+# PostgreSQL routes (route add --protocol postgres) end the client's TLS here,
+# with the server's certificate unless cert and key name another, typically
+# one for *.domain. With domain set, a client connecting over TLS to
+# ROUTE.domain reaches route ROUTE, so many routes can share one port.
+# domain = "db.example.com"
+# cert = "postgres.crt"
+# key = "postgres.key"
+
 [limits]
 # The defaults; uncomment a line to change it.
 # Bound on an agent's TLS handshake and authentication:
