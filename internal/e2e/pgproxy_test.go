@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tunnelrelay/tunnel/internal/admin"
+	"github.com/tunnelrelay/tunnel/internal/agent"
 	"github.com/tunnelrelay/tunnel/internal/harness"
 	"github.com/tunnelrelay/tunnel/internal/testutil/pgtest"
 	"github.com/tunnelrelay/tunnel/pkg/dbproxy"
@@ -359,4 +360,50 @@ func closedPort(t *testing.T) string {
 	addr := ln.Addr().String()
 	ln.Close()
 	return addr
+}
+
+// TestPostgresTLSBothLegs: the client's TLS ends at the server and the
+// agent has TLS of its own to the database (verify-full). With a SCRAM
+// password, channel binding cannot work across the two: psql, which picks
+// it by default, is told why; with channel_binding=disable, or without
+// client TLS, or with the agent's leg in plaintext, the login works.
+func TestPostgresTLSBothLegs(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr transport) {
+		const user, password = "scram_user", "s3cret pass"
+		pg := pgtest.StartWith(t, pgtest.Options{TLS: true, ScramUser: user, ScramPassword: password})
+		e := newEnv(t, tr, testServerOptions())
+		e.agentWith(harness.AgentConfig{Name: "dbagent", Targets: []agent.Target{
+			{Name: "tls", Address: pg.Addr(), TLS: agent.TLSVerifyFull, TLSCA: pg.CAPEM, TLSServerName: "localhost"},
+			{Name: "plain", Address: pg.Addr()},
+		}})
+		e.online("dbagent")
+		viaTLS := e.pgRoute("via-tls", "dbagent", "tls", "", nil)
+		viaPlain := e.pgRoute("via-plain", "dbagent", "plain", "", nil)
+
+		conninfo := func(addr, extra string) string {
+			host, port, _ := net.SplitHostPort(addr)
+			return fmt.Sprintf("host=%s port=%s user=%s password='%s' dbname=%s %s", host, port, user, password, pg.Database, extra)
+		}
+		// The database sees TLS on the agent's leg exactly when asked.
+		const sslQuery = "select ssl from pg_stat_ssl where pid = pg_backend_pid()"
+		for _, tc := range []struct {
+			name, conninfo, want string
+		}{
+			{"client TLS, agent TLS, binding disabled", conninfo(viaTLS, "sslmode=require channel_binding=disable"), "t"},
+			{"client plain, agent TLS", conninfo(viaTLS, "sslmode=disable"), "t"},
+			{"client TLS, agent plain", conninfo(viaPlain, "sslmode=require"), "f"},
+		} {
+			out, err := psqlConn(t, pg, tc.conninfo, sslQuery)
+			if err != nil || out != tc.want {
+				t.Errorf("%s: psql printed %q, %v; want %q", tc.name, out, err, tc.want)
+			}
+		}
+
+		out, err := psqlConn(t, pg, conninfo(viaTLS, "sslmode=require"), "select 1")
+		if err == nil || !strings.Contains(out, "FATAL:  route \"via-tls\": SCRAM channel binding cannot pass through the tunnel") ||
+			!strings.Contains(out, "channel_binding=disable") {
+			t.Fatalf("psql with channel binding printed:\n%s", out)
+		}
+		t.Logf("psql with channel binding across both legs prints:\n%s", out)
+	})
 }

@@ -369,9 +369,17 @@ func (l *Listener) pgBackendStartup(c *pgClient, b Backend, r Route, fe *pgFront
 			if err != nil {
 				return key, err
 			}
-			if len(body) >= 4 && binary.BigEndian.Uint32(body) == pgAuthSASL && c.tls {
-				// Before the client can see it and answer.
-				fe.saslOffered.Store(true)
+			if len(body) >= 4 && binary.BigEndian.Uint32(body) == pgAuthSASL {
+				if c.tls {
+					// Before the client can see it and answer.
+					fe.saslOffered.Store(true)
+				} else if stripped, ok := withoutMechanism(body[4:], scramPlus); ok {
+					// The database offers binding because the agent's leg
+					// has TLS; a client without TLS must not be offered
+					// it (libpq refuses such an offer outright).
+					body = append(body[:4], stripped...)
+					binary.BigEndian.PutUint32(hdr[1:], uint32(4+len(body)))
+				}
 			}
 			bw.Write(hdr[:])
 			bw.Write(body)
@@ -393,6 +401,34 @@ func (l *Listener) pgBackendStartup(c *pgClient, b Backend, r Route, fe *pgFront
 			return key, errors.New("the database refused the connection")
 		}
 	}
+}
+
+// withoutMechanism returns the SASL mechanism list of an
+// AuthenticationSASL message (NUL-terminated names ending in an empty one)
+// without mech, if mech was there and others are left.
+func withoutMechanism(list []byte, mech string) ([]byte, bool) {
+	var kept []byte
+	found, others := false, 0
+	for p := list; ; {
+		name, rest, ok := cutCString(p)
+		if !ok {
+			return nil, false
+		}
+		if name == "" {
+			break
+		}
+		if name == mech {
+			found = true
+		} else {
+			kept = append(append(kept, name...), 0)
+			others++
+		}
+		p = rest
+	}
+	if !found || others == 0 {
+		return nil, false
+	}
+	return append(kept, 0), true
 }
 
 func readBody(r io.Reader, n, limit int) ([]byte, error) {

@@ -481,3 +481,21 @@ func TestPostgresProtocolVersions(t *testing.T) {
 		})
 	}
 }
+
+func TestWithoutMechanism(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"SCRAM-SHA-256-PLUS\x00SCRAM-SHA-256\x00\x00", "SCRAM-SHA-256\x00\x00", true},
+		{"SCRAM-SHA-256\x00SCRAM-SHA-256-PLUS\x00\x00", "SCRAM-SHA-256\x00\x00", true},
+		{"SCRAM-SHA-256\x00\x00", "", false},       // nothing to strip
+		{"SCRAM-SHA-256-PLUS\x00\x00", "", false},  // nothing would be left
+		{"SCRAM-SHA-256-PLUS\x00SCRAM", "", false}, // malformed
+	} {
+		got, ok := withoutMechanism([]byte(tc.in), scramPlus)
+		if ok != tc.ok || string(got) != tc.want {
+			t.Errorf("withoutMechanism(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}
