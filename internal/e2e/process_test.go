@@ -245,9 +245,9 @@ func (c *cluster) setTransport(t *testing.T, transport string) {
 
 var routeAddrRE = regexp.MustCompile(`listens on (127\.0\.0\.1:\d+)`)
 
-func (c *cluster) addRoute(t *testing.T, name, target string) string {
+func (c *cluster) addRoute(t *testing.T, name, target string, extra ...string) string {
 	t.Helper()
-	r := c.srv(t, "route", "add", name, "--agent", "acme", "--target", target, "--listen", "127.0.0.1:0")
+	r := c.srv(t, append([]string{"route", "add", name, "--agent", "acme", "--target", target, "--listen", "127.0.0.1:0"}, extra...)...)
 	m := routeAddrRE.FindStringSubmatch(r.stdout)
 	if r.code != 0 || m == nil {
 		t.Fatalf("route add: %d %s%s", r.code, r.stdout, r.stderr)

@@ -1,0 +1,86 @@
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tunnelrelay/tunnel/internal/testutil/pgtest"
+)
+
+// TestBinariesPostgres: from the built binaries, two postgres routes share
+// one port, with [postgres] domain set in the server's config; psql reaches
+// each by host name and the default without one; route list shows the
+// protocol and the default; a tcp route cannot join the port; and psql is
+// told when the agent is offline.
+func TestBinariesPostgres(t *testing.T) {
+	pg := pgtest.Start(t)
+	c := newCluster(t, map[string]string{"pg": pg.Addr(), "pg2": pg.Addr()})
+	setServerKey(t, c.serverCfg, "domain", `"db.test"`)
+	c.server.kill()
+	c.startServer(t)
+	c.startAgent(t)
+	c.waitOnline(t, 10*time.Second)
+
+	addr := c.addRoute(t, "sales", "pg", "--protocol", "postgres")
+	r := c.srv(t, "route", "add", "hr", "--agent", "acme", "--target", "pg2", "--listen", addr, "--protocol", "postgres")
+	if r.code != 0 || !strings.Contains(r.stdout, "options=tunnel_route=hr") {
+		t.Fatalf("second route on %s: %d %s%s", addr, r.code, r.stdout, r.stderr)
+	}
+	r = c.srv(t, "route", "add", "raw", "--agent", "acme", "--target", "pg", "--listen", addr)
+	if r.code == 0 || !strings.Contains(r.stderr, "only postgres routes can share an address") {
+		t.Fatalf("tcp route on a postgres port: %d %s%s", r.code, r.stdout, r.stderr)
+	}
+	list := c.srv(t, "route", "list").stdout
+	for _, re := range []string{`(?m)^hr\s+` + regexp.QuoteMeta(addr) + `\s+acme\s+pg2\s+postgres\s+no\s`,
+		`(?m)^sales\s+` + regexp.QuoteMeta(addr) + `\s+acme\s+pg\s+postgres\s+yes\s`} {
+		if !regexp.MustCompile(re).MatchString(list) {
+			t.Errorf("route list does not match %s:\n%s", re, list)
+		}
+	}
+
+	host, port, _ := net.SplitHostPort(addr)
+	conninfo := func(hostName string) string {
+		return fmt.Sprintf("host=%s hostaddr=%s port=%s user=%s dbname=%s sslmode=require", hostName, host, port, pg.User, pg.Database)
+	}
+	for _, tc := range []struct{ host, route string }{{"hr.db.test", "hr"}, {"localhost", "sales"}} {
+		out, err := psqlConn(t, pg, conninfo(tc.host), "select 'ok'")
+		if err != nil || out != "ok" {
+			t.Fatalf("psql host=%s: %q %v", tc.host, out, err)
+		}
+		c.server.log.waitFor(t, 5*time.Second, "session ended", "route="+tc.route)
+	}
+
+	// A stopping agent says goodbye, so the server knows at once.
+	c.agent.cmd.Process.Signal(syscall.SIGTERM)
+	c.agent.wait(t, 10*time.Second)
+	waitUntil(t, 10*time.Second, func() bool {
+		return regexp.MustCompile(`(?m)^acme\s+offline`).MatchString(c.srv(t, "agent", "list").stdout)
+	})
+	out, err := psqlConn(t, pg, conninfo("hr.db.test"), "select 1")
+	if err == nil || !strings.Contains(out, `FATAL:  route "hr": agent "acme" is not connected`) {
+		t.Fatalf("psql with the agent offline printed:\n%s", out)
+	}
+	t.Logf("psql with the agent offline prints:\n%s", out)
+}
+
+// setServerKey sets a commented-out key of the server config's template.
+func setServerKey(t *testing.T, path, key, value string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`(?m)^# ` + key + ` = .*$`)
+	if !re.Match(b) {
+		t.Fatalf("no %s line to uncomment in %s", key, path)
+	}
+	if err := os.WriteFile(path, re.ReplaceAll(b, []byte(key+" = "+value)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
