@@ -22,6 +22,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
+	"strings"
 )
 
 // Protocols a route can have.
@@ -107,6 +109,19 @@ func (e *RouteError) Error() string {
 		return e.Code.String()
 	}
 	return e.Code.String() + ": " + e.Reason
+}
+
+// messageFor says to a client of route why it cannot be served: the reason,
+// led by the route's name unless the reason already names it.
+func (e *RouteError) messageFor(route string) string {
+	msg := e.Reason
+	if msg == "" {
+		msg = e.Code.String()
+	}
+	if route != "" && !strings.Contains(msg, "route "+strconv.Quote(route)) {
+		msg = fmt.Sprintf("route %q: %s", route, msg)
+	}
+	return msg
 }
 
 // ParseAllow parses CIDRs (or single addresses) for Listener.Allow.

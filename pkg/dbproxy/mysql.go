@@ -95,11 +95,12 @@ func mysqlError(route string, err error) (uint16, string, string) {
 	if !errors.As(err, &re) {
 		return mysqlErUnknownError, mysqlStateConnFailure, fmt.Sprintf("tunnel: route %q cannot be served: %v", route, err)
 	}
+	msg := "tunnel: " + re.messageFor(route)
 	switch re.Code {
 	case ErrForbidden:
-		return mysqlErHostNotPrivileged, mysqlStateGeneral, "tunnel: " + re.Reason
+		return mysqlErHostNotPrivileged, mysqlStateGeneral, msg
 	case ErrLimitReached:
-		return mysqlErConCount, mysqlStateConnRejected, "tunnel: too many connections: " + re.Reason
+		return mysqlErConCount, mysqlStateConnRejected, msg
 	}
-	return mysqlErUnknownError, mysqlStateConnFailure, fmt.Sprintf("tunnel: route %q: %s", route, re.Error())
+	return mysqlErUnknownError, mysqlStateConnFailure, msg
 }

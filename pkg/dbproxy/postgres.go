@@ -32,7 +32,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -258,14 +257,7 @@ func pgDialError(route string, err error) *pgError {
 	if !errors.As(err, &re) {
 		return &pgError{Code: sqlstateConnectionFailure, Message: fmt.Sprintf("route %q cannot be served: %v", route, err)}
 	}
-	msg := re.Reason
-	if msg == "" {
-		msg = re.Code.String()
-	}
-	if !strings.Contains(msg, strconv.Quote(route)) {
-		msg = fmt.Sprintf("route %q: %s", route, msg)
-	}
-	e := &pgError{Code: sqlstateConnectionFailure, Message: msg}
+	e := &pgError{Code: sqlstateConnectionFailure, Message: re.messageFor(route)}
 	switch re.Code {
 	case ErrUnknownRoute:
 		e.Code = sqlstateInvalidCatalogName
