@@ -60,6 +60,7 @@ const scramPlus = "SCRAM-SHA-256-PLUS"
 
 var (
 	errPgUnencryptedAfterSSL = errors.New("received unencrypted data after SSL request")
+	errPgNegotiation         = errors.New("unexpected encryption negotiation request")
 	errChannelBinding        = errors.New("client chose SCRAM channel binding")
 	errPgBackend             = errors.New("database sent an invalid message")
 )
@@ -86,7 +87,7 @@ func (l *Listener) servePostgres(ctx context.Context, raw net.Conn, client netip
 	code, payload, err := l.pgNegotiate(ctx, c)
 	if err != nil {
 		l.log.Info("PostgreSQL client failed before startup", keyClient, client.String(), keyErr, err)
-		if errors.Is(err, errPgUnencryptedAfterSSL) || errors.Is(err, errPgPacketLength) {
+		if errors.Is(err, errPgUnencryptedAfterSSL) || errors.Is(err, errPgPacketLength) || errors.Is(err, errPgNegotiation) {
 			c.fail(&pgError{Code: sqlstateProtocolViolation, Message: err.Error()})
 			return
 		}
@@ -183,7 +184,7 @@ func (l *Listener) pgNegotiate(ctx context.Context, c *pgClient) (uint32, []byte
 			return code, payload, nil
 		}
 		if n == maxNegotiations || len(payload) != 0 {
-			return 0, nil, fmt.Errorf("%w: unexpected negotiation request", errPgPacketLength)
+			return 0, nil, errPgNegotiation
 		}
 		if answer == 'S' && pending(c.raw) {
 			return 0, nil, errPgUnencryptedAfterSSL

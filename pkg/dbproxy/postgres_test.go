@@ -499,3 +499,55 @@ func TestWithoutMechanism(t *testing.T) {
 		}
 	}
 }
+
+// TestPostgresGSSENCRequest: a GSSENCRequest is answered 'N' and the client
+// goes on, as libpq does, with an SSLRequest and its startup message; a
+// third negotiation request is refused.
+func TestPostgresGSSENCRequest(t *testing.T) {
+	up := newFakePG()
+	l := pgListener(t, up, nil, "", Route{Name: "alpha", Default: true})
+	req := func(code uint32) []byte { return binary.BigEndian.AppendUint32([]byte{0, 0, 0, 8}, code) }
+	for _, tc := range []struct {
+		name    string
+		send    [][]byte
+		answers string
+		ok      bool
+	}{
+		{"GSSENC then startup", [][]byte{req(pgGSSENCRequestCode)}, "N", true},
+		{"GSSENC, SSL, startup", [][]byte{req(pgGSSENCRequestCode), req(pgSSLRequestCode)}, "NN", true},
+		{"three requests", [][]byte{req(pgGSSENCRequestCode), req(pgSSLRequestCode), req(pgGSSENCRequestCode)}, "NN", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", l.BoundAddr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			var answers []byte
+			for _, r := range tc.send {
+				c.Write(r)
+				one := make([]byte, 1)
+				if _, err := io.ReadFull(c, one); err != nil {
+					break
+				}
+				answers = append(answers, one[0])
+			}
+			if tc.ok {
+				c.Write((&startupMessage{version: 3 << 16, params: []pgParam{{"user", "u"}}}).encode())
+				one := make([]byte, 1)
+				io.ReadFull(c, one)
+				answers = append(answers, one[0])
+			}
+			want := tc.answers
+			if tc.ok {
+				want += "R" // AuthenticationOk from the database
+			} else {
+				want += "E"
+			}
+			if string(answers) != want {
+				t.Fatalf("answers %q, want %q", answers, want)
+			}
+		})
+	}
+}
