@@ -95,8 +95,8 @@ type RowQuerier interface {
 // ClientAddr returns the client address and port the server sees for the
 // connection q runs on, from information_schema.processlist. Behind a
 // PROXY protocol header from a trusted network it is the address in the
-// header; a test can compare it with the local address of the client's own
-// connection. Pass a *sql.Conn to ask
+// header (see the package documentation); a test can compare it with the
+// local address of the client's own connection. Pass a *sql.Conn to ask
 // about one particular connection of a pool.
 func ClientAddr(t testing.TB, q RowQuerier) netip.AddrPort {
 	t.Helper()

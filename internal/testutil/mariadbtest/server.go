@@ -10,6 +10,40 @@
 // keeps the result in memory; each Start writes a copy of it and starts
 // mariadbd, which takes a few tenths of a second.
 //
+// # PROXY protocol
+//
+// Options.ProxyProtocolNetworks sets the server's proxy_protocol_networks.
+// What MariaDB 10.11 (Debian 12) then does, as the tests in proxy_test.go
+// check against the real server:
+//
+//   - A connection from a listed network may start with a PROXY header, v1
+//     (text) or v2 (binary); the server takes the client address from it.
+//     USER(), information_schema.processlist and the account lookup all use
+//     that address: with a header claiming 192.0.2.7, 'x'@'127.0.0.1' is
+//     denied although the TCP peer is 127.0.0.1.
+//   - The header is optional: a connection from a listed network without
+//     one is accepted and keeps its TCP peer address.
+//   - v2 LOCAL (with or without addresses) and v1 "PROXY UNKNOWN" are
+//     accepted and keep the TCP peer address. v2 PROXY with family AF_UNSPEC
+//     is refused with error 1105 "Failed to parse proxy header"; a proxy
+//     with no address to pass on must send LOCAL.
+//   - TCP over IPv6 in the header is accepted on an IPv4 listener. The host
+//     is shown without brackets: "2001:db8::5:999".
+//   - A v1 header may arrive in pieces; a v2 header must arrive whole.
+//     Split after its first 4 bytes or after its 16-byte fixed part it still
+//     works (the server seems to read those parts and then the addresses
+//     with one read each); split inside the fixed part it is refused with
+//     1105, and split inside the addresses it is misread, so that the
+//     connection fails later with errors such as "Got packets out of
+//     order" (seen by experiment, not tested). Send it with one Write.
+//   - A header from a network that is not listed (from any network when the
+//     variable is empty, the default) is refused with error 1130 "Proxy
+//     header is not accepted from 127.0.0.1".
+//   - Refusals come as an error packet right after the server's greeting,
+//     before the client has sent anything but the header; go-sql-driver
+//     then reports "busy buffer" or "bad connection" rather than the
+//     server's error, while the mariadb client shows it.
+//
 // The processlist host of a TCP connection is "addr:port"; ClientAddr
 // parses it, so a test can check that the address a tunnel passed on is the
 // one it meant. The server runs with skip-name-resolve, so addresses are
@@ -81,7 +115,8 @@ type Options struct {
 	// ProxyProtocolNetworks is the server's proxy_protocol_networks: a comma
 	// separated list of addresses and CIDR networks (or "*") from which
 	// connections may start with a PROXY protocol header. Empty, the
-	// default, accepts the header from nowhere.
+	// default, accepts the header from nowhere. See the package
+	// documentation for what the server then does.
 	ProxyProtocolNetworks string
 }
 
