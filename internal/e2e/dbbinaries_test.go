@@ -10,22 +10,35 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tunnelrelay/tunnel/internal/testutil/mariadbtest"
 	"github.com/tunnelrelay/tunnel/internal/testutil/pgtest"
 )
 
-// TestBinariesPostgres: from the built binaries, two postgres routes share
+// TestBinariesDatabases: from the built binaries, two postgres routes share
 // one port, with [postgres] domain set in the server's config; psql reaches
 // each by host name and the default without one; route list shows the
-// protocol and the default; a tcp route cannot join the port; and psql is
-// told when the agent is offline.
-func TestBinariesPostgres(t *testing.T) {
+// protocol and the default; a tcp route cannot join the port. A mysql route
+// reaches MariaDB through a target with proxy_protocol = true in the
+// agent's config file. With the agent stopped, psql and mariadb are told.
+func TestBinariesDatabases(t *testing.T) {
 	pg := pgtest.Start(t)
+	my := mariadbtest.Start(t, mariadbtest.Options{ProxyProtocolNetworks: "127.0.0.0/8"})
 	c := newCluster(t, map[string]string{"pg": pg.Addr(), "pg2": pg.Addr()})
+	appendFile(t, c.agentCfg, fmt.Sprintf("\n[[targets]]\nname = \"my\"\naddress = %q\nproxy_protocol = true\n", my.Addr()))
 	setServerKey(t, c.serverCfg, "domain", `"db.test"`)
 	c.server.kill()
 	c.startServer(t)
 	c.startAgent(t)
 	c.waitOnline(t, 10*time.Second)
+
+	myAddr := c.addRoute(t, "orders", "my", "--protocol", "mysql")
+	// MariaDB sees the client's own address, from the PROXY header: the
+	// loopback address and a port, not the agent's.
+	host := my.Query(t, myAddr, "select host from information_schema.processlist where id = connection_id()")
+	c.agent.log.waitFor(t, 5*time.Second, "session ended", "route=orders")
+	if !strings.HasPrefix(host, "127.0.0.1:") || !strings.Contains(c.server.log.String(), "client="+host) {
+		t.Errorf("MariaDB sees the client as %q, which the server did not log as a client", host)
+	}
 
 	addr := c.addRoute(t, "sales", "pg", "--protocol", "postgres")
 	r := c.srv(t, "route", "add", "hr", "--agent", "acme", "--target", "pg2", "--listen", addr, "--protocol", "postgres")
@@ -67,6 +80,23 @@ func TestBinariesPostgres(t *testing.T) {
 		t.Fatalf("psql with the agent offline printed:\n%s", out)
 	}
 	t.Logf("psql with the agent offline prints:\n%s", out)
+	b, err := my.ClientCommand(t, "mariadb", myAddr, "--execute=select 1").CombinedOutput()
+	if err == nil || !strings.Contains(string(b), `ERROR 1105 (08S01): tunnel: route "orders": agent "acme" is not connected`) {
+		t.Fatalf("mariadb with the agent offline printed:\n%s", b)
+	}
+	t.Logf("mariadb with the agent offline prints:\n%s", b)
+}
+
+func appendFile(t *testing.T, path, text string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(text); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // setServerKey sets a commented-out key of the server config's template.
