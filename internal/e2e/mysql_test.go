@@ -106,6 +106,8 @@ func TestMariaDB(t *testing.T) {
 		})
 
 		t.Run("PROXY header carries the client address", func(t *testing.T) {
+			// The sessions of the tests above end in the background.
+			waitUntil(t, 10*time.Second, func() bool { return len(e.sessionRoutes()) == 0 })
 			for _, tc := range []struct {
 				route string
 				pp    bool

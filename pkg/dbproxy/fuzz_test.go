@@ -28,25 +28,41 @@ import (
 	"unicode/utf8"
 )
 
-// isRouteWord reports whether an options word, as written, names a route.
-func isRouteWord(w string) bool {
-	return strings.HasPrefix(unescapeOption(w), RouteParameter+"=")
-}
+// routePrefixes are the forms of an options word that names a route: bare,
+// and as PostgreSQL writes a setting ("--NAME=VALUE", "-cNAME=VALUE"; the
+// two-word "-c NAME=VALUE" ends in a bare one).
+var routePrefixes = []string{RouteParameter + "=", "--" + RouteParameter + "=", "-c" + RouteParameter + "="}
 
-// keepsWords reports whether got, the words of an options value after its
-// route word was taken, are want (the words before, without the first route
-// word) or want without some of its other route words: the code takes the
-// first route word only, and a fix that takes them all must pass too.
-func keepsWords(got, want []string) bool {
-	i := 0
-	for _, w := range want {
-		if i < len(got) && got[i] == w {
-			i++
+// routeOf returns the route an options word, as written, names.
+func routeOf(w string) (string, bool) {
+	u := unescapeOption(w)
+	for _, p := range routePrefixes {
+		if v, ok := strings.CutPrefix(u, p); ok {
+			return v, true
 		}
 	}
-	return i == len(got) && slices.Equal(
-		slices.DeleteFunc(slices.Clone(got), isRouteWord),
-		slices.DeleteFunc(slices.Clone(want), isRouteWord))
+	return "", false
+}
+
+func isRouteWord(w string) bool {
+	_, ok := routeOf(w)
+	return ok
+}
+
+// withoutRoutes returns the words of an options value that must reach the
+// database: all but the route words, and a "-c" just before a bare one.
+func withoutRoutes(words []string) []string {
+	var out []string
+	for i, w := range words {
+		if isRouteWord(w) {
+			continue
+		}
+		if unescapeOption(w) == "-c" && i+1 < len(words) && strings.HasPrefix(unescapeOption(words[i+1]), RouteParameter+"=") {
+			continue
+		}
+		out = append(out, w)
+	}
+	return out
 }
 
 func countRouteWords(opts string) int {
@@ -60,14 +76,14 @@ func countRouteWords(opts string) int {
 }
 
 // withoutSeparators returns opts without the characters that separate
-// options words (spaces, tabs, CR and LF not escaped by a backslash): what
+// options words (white space as C's isspace, not escaped by a backslash): what
 // the words of opts, put end to end, must spell.
 func withoutSeparators(opts string) string {
 	var b strings.Builder
 	escaped := false
 	for i := 0; i < len(opts); i++ {
 		c := opts[i]
-		if !escaped && strings.IndexByte(" \t\r\n", c) >= 0 {
+		if !escaped && strings.IndexByte(" \t\n\v\f\r", c) >= 0 {
 			continue
 		}
 		escaped = !escaped && c == '\\'
@@ -169,9 +185,9 @@ func checkTakeRoute(t *testing.T, sm *startupMessage, size int) {
 		case "options":
 			origOptions = append(origOptions, p)
 			for _, w := range splitOptions(p.value) {
-				if isRouteWord(w) {
+				if v, ok := routeOf(w); ok {
 					named = true
-					names = append(names, strings.TrimPrefix(unescapeOption(w), RouteParameter+"="))
+					names = append(names, v)
 				}
 			}
 		default:
@@ -210,19 +226,14 @@ func checkTakeRoute(t *testing.T, sm *startupMessage, size int) {
 			i++
 			continue
 		}
-		words := splitOptions(p.value)
-		first := slices.IndexFunc(words, isRouteWord)
-		want := slices.Delete(slices.Clone(words), first, first+1)
-		if i < len(leftOptions) {
-			if got := splitOptions(leftOptions[i].value); len(got) > 0 && keepsWords(got, want) {
-				i++ // kept, with the words it had but the route
-				continue
-			}
+		want := withoutRoutes(splitOptions(p.value))
+		if len(want) == 0 {
+			continue // dropped: it had nothing but routes
 		}
-		// Dropped, which is right only if it had nothing but routes.
-		if slices.ContainsFunc(want, func(w string) bool { return !isRouteWord(w) }) {
+		if i >= len(leftOptions) || !slices.Equal(splitOptions(leftOptions[i].value), want) {
 			t.Fatalf("options %q: left %q, want the words %q", p.value, leftOptions, want)
 		}
+		i++
 	}
 	if i != len(leftOptions) {
 		t.Fatalf("options left %q, from %q", leftOptions, origOptions)
@@ -263,28 +274,23 @@ func FuzzRouteFromOptions(f *testing.F) {
 		if ok != (first >= 0) {
 			t.Fatalf("routeFromOptions(%q) ok = %v, words %q", opts, ok, words)
 		}
-		want := words
 		if ok {
-			if w := RouteParameter + "=" + route; unescapeOption(words[first]) != w {
+			if want, _ := routeOf(words[first]); route != want {
 				t.Fatalf("routeFromOptions(%q) = %q, but the first route word is %q", opts, route, words[first])
 			}
-			want = slices.Delete(slices.Clone(words), first, first+1)
 		} else if route != "" {
 			t.Fatalf("routeFromOptions(%q) = %q without a route word", opts, route)
 		}
-		// rest is the other words, whole and in order; it is what the
-		// database gets, so it must split the same way. The code takes
-		// the first route word only: a second one reaches the database.
-		if got := splitOptions(rest); !keepsWords(got, want) {
+		// rest is what the database gets: every other word, whole and in
+		// order, and no route in any form.
+		if got, want := splitOptions(rest), withoutRoutes(words); !slices.Equal(got, want) {
 			t.Fatalf("routeFromOptions(%q) leaves %q, words %q; want %q", opts, rest, got, want)
 		}
 		if len(rest) > len(opts) {
 			t.Fatalf("routeFromOptions(%q) leaves %q, longer", opts, rest)
 		}
-		if countRouteWords(opts) <= 1 {
-			if _, rest2, ok2 := routeFromOptions(rest); ok2 || rest2 != rest {
-				t.Fatalf("routeFromOptions(%q) leaves %q, which still names a route", opts, rest)
-			}
+		if _, rest2, ok2 := routeFromOptions(rest); ok2 || rest2 != rest {
+			t.Fatalf("routeFromOptions(%q) leaves %q, which still names a route", opts, rest)
 		}
 	})
 }

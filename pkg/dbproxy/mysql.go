@@ -45,8 +45,11 @@ func appendMySQLErr(b []byte, code uint16, state, msg string) []byte {
 	b = append(b, 0, 0, 0, 0) // length (3 bytes) and sequence id
 	b = append(b, mysqlErrHeader)
 	b = binary.LittleEndian.AppendUint16(b, code)
+	if len(state) != 5 {
+		state = mysqlStateGeneral
+	}
 	b = append(b, '#')
-	b = append(b, state[:5]...)
+	b = append(b, state...)
 	b = append(b, msg...)
 	n := len(b) - start - mysqlPacketHeaderLen
 	b[start], b[start+1], b[start+2] = byte(n), byte(n>>8), byte(n>>16)

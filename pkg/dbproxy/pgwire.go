@@ -175,24 +175,42 @@ func (m *startupMessage) takeRoute() (route string, changed bool) {
 	return route, changed
 }
 
-// routeFromOptions finds a "tunnel_route=NAME" word in a startup options
-// value (words are separated by spaces; a backslash escapes the next
-// character, as PostgreSQL reads them) and returns NAME and the options
-// without that word.
+// routeFromOptions finds the words of a startup options value that name a
+// route and returns the first route named and the options without any of
+// them. PostgreSQL reads "-c NAME=VALUE", "-cNAME=VALUE" and
+// "--NAME=VALUE" as a setting; each of those forms names a route here too,
+// as does a bare "tunnel_route=NAME". Words are separated by white space,
+// and a backslash escapes the next character, as PostgreSQL reads them.
 func routeFromOptions(opts string) (route, rest string, ok bool) {
 	words := splitOptions(opts)
 	kept := words[:0]
-	for _, w := range words {
-		if v, found := strings.CutPrefix(unescapeOption(w), RouteParameter+"="); found && !ok {
-			route, ok = v, true
+	for i := 0; i < len(words); i++ {
+		w := unescapeOption(words[i])
+		setting := w
+		switch {
+		case w == "-c" && i+1 < len(words):
+			setting = unescapeOption(words[i+1])
+			if _, found := strings.CutPrefix(setting, RouteParameter+"="); found {
+				i++ // the "-c" goes with it
+			}
+		case strings.HasPrefix(w, "-c"):
+			setting = w[2:]
+		case strings.HasPrefix(w, "--"):
+			setting = w[2:]
+		}
+		if v, found := strings.CutPrefix(setting, RouteParameter+"="); found {
+			if !ok {
+				route, ok = v, true
+			}
 			continue
 		}
-		kept = append(kept, w)
+		kept = append(kept, words[i])
 	}
 	return route, strings.Join(kept, " "), ok
 }
 
-// splitOptions splits opts at unescaped spaces, keeping escapes in the words.
+// splitOptions splits opts at unescaped white space (as C's isspace),
+// keeping escapes in the words.
 func splitOptions(opts string) []string {
 	var words []string
 	var cur strings.Builder
@@ -204,7 +222,7 @@ func splitOptions(opts string) []string {
 			escaped = false
 		case c == '\\':
 			escaped = true
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+		case c == ' ' || c >= '\t' && c <= '\r':
 			if cur.Len() > 0 {
 				words = append(words, cur.String())
 				cur.Reset()

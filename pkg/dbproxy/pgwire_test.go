@@ -180,8 +180,8 @@ func TestTakeRoute(t *testing.T) {
 			[]pgParam{{"options", `-c search_path=a\ b`}}},
 		{"options without the word unchanged", []pgParam{{"options", "  -c  a=b  "}}, "", false,
 			[]pgParam{{"options", "  -c  a=b  "}}},
-		{"options, a -c setting is not the word", []pgParam{{"options", "-ctunnel_route=x"}}, "", false,
-			[]pgParam{{"options", "-ctunnel_route=x"}}},
+		{"options, as a -c setting", []pgParam{{"options", "-ctunnel_route=x -c geqo=off"}}, "x", true,
+			[]pgParam{{"options", "-c geqo=off"}}},
 		{"options, empty name", []pgParam{{"options", "tunnel_route="}}, "", true, []pgParam{}},
 		{"parameter wins over an earlier options word", []pgParam{{"options", "tunnel_route=a"}, {RouteParameter, "b"}}, "b", true, []pgParam{}},
 		{"parameter wins over a later options word", []pgParam{{RouteParameter, "b"}, {"options", "tunnel_route=a"}}, "b", true, []pgParam{}},
@@ -219,7 +219,13 @@ func TestRouteFromOptions(t *testing.T) {
 		{`-c x=a\ tunnel_route=b`, "", `-c x=a\ tunnel_route=b`, false},
 		{"TUNNEL_ROUTE=a", "", "TUNNEL_ROUTE=a", false},
 		{"tunnel_route", "", "tunnel_route", false},
-		{"--tunnel_route=a", "", "--tunnel_route=a", false},
+		{"--tunnel_route=a", "a", "", true},
+		{"-ctunnel_route=a", "a", "", true},
+		{"-c tunnel_route=a", "a", "", true},
+		{"-c x=1 -c tunnel_route=a -c y=2", "a", "-c x=1 -c y=2", true},
+		{"tunnel_route=a tunnel_route=b", "a", "", true},
+		{"x\vtunnel_route=a", "a", "x", true},
+		{"-c", "", "-c", false},
 	} {
 		t.Run(tc.opts, func(t *testing.T) {
 			route, rest, ok := routeFromOptions(tc.opts)
