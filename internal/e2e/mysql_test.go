@@ -179,7 +179,7 @@ func TestMariaDBErrors(t *testing.T) {
 			{"target not declared", e.mysqlRoute("undeclared", "dbagent", "nosuch"), 1105, `does not declare target "nosuch"`},
 			{"database unreachable", e.mysqlRoute("down", "dbagent", "down"), 1105, `target "down" refused the connection`},
 			{"session limit", limited.Listen, 1040, `route "limited" is at its limit of 1 open sessions`},
-			{"address not allowed", walled.Listen, 1130, `route "walled" does not accept connections from 127.0.0.1`},
+			{"address not allowed", walled.Listen, 1130, `tunnel: connections from 127.0.0.1 are not allowed here`},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				cmd := db.ClientCommand(t, "mariadb", tc.addr, "--execute=select 1")

@@ -230,7 +230,7 @@ func TestPostgresErrorsPsql(t *testing.T) {
 			{"target not declared", conninfo(routes["undeclared"], ""), "08006", `does not declare target "nosuch"`},
 			{"database unreachable", conninfo(routes["down"], ""), "08006", `target "down" refused the connection`},
 			{"session limit", conninfo(routes["limited"], ""), "53300", `route "limited" is at its limit of 1 open sessions`},
-			{"address not allowed", conninfo(routes["walled"], ""), "28000", `route "walled" does not accept connections from 127.0.0.1`},
+			{"address not allowed", conninfo(routes["walled"], ""), "28000", `FATAL:  connections from 127.0.0.1 are not allowed here`},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				cmd := pg.Command(t, "psql", "-X", "-d", tc.conninfo, "-c", "select 1")

@@ -246,7 +246,9 @@ func (s *Server) addRoute(ctx context.Context, cfg store.Route, isDefault *bool)
 	s.mu.Unlock()
 	p.routes[cfg.Name] = r
 	p.publish()
-	s.log.Info("route added", logging.KeyRoute, cfg.Name, "listen", p.ln.BoundAddr().String(),
+	// cfg.Listen, not the listener's address: a shared port may still be
+	// waiting to bind.
+	s.log.Info("route added", logging.KeyRoute, cfg.Name, "listen", cfg.Listen,
 		logging.KeyAgent, cfg.Agent, logging.KeyTarget, cfg.Target, "protocol", cfg.Protocol, "default", cfg.Default)
 	return r, nil
 }

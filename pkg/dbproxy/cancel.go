@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/binary"
 	"sync"
+	"sync/atomic"
 )
 
 // CancelKeys maps the cancel keys a PostgreSQL front door hands its clients
@@ -28,6 +29,7 @@ type cancelEntry struct {
 	real    cancelRequest // the database's own
 	backend Backend       // the session's backend, to reach the same target
 	route   Route         // the session's route, whose allowlist a cancel must pass
+	busy    atomic.Bool   // a cancel is on its way: one at a time per session
 }
 
 // add maps a new key to real and b, and returns the key for the client: a

@@ -149,8 +149,14 @@ func (l *Listener) Open(ctx context.Context) error {
 	return nil
 }
 
-// BoundAddr is the address actually listened on (useful with port 0).
-func (l *Listener) BoundAddr() net.Addr { return l.ln.Addr() }
+// BoundAddr is the address actually listened on (useful with port 0), or
+// nil before Open has succeeded.
+func (l *Listener) BoundAddr() net.Addr {
+	if l.ln == nil {
+		return nil
+	}
+	return l.ln.Addr()
+}
 
 // Close stops accepting and waits for the accept loop. Connections in
 // progress go on.
@@ -256,6 +262,22 @@ func (l *Listener) lookup(name string) (Route, bool) {
 		}
 	}
 	return Route{}, false
+}
+
+// anyAllows reports whether some route of the listener lets a client at a
+// in.
+func (l *Listener) anyAllows(a netip.Addr) bool {
+	for _, r := range l.Routes() {
+		if r.allows(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// notAllowedMessage says a client is refused for its address.
+func notAllowedMessage(a netip.Addr) string {
+	return fmt.Sprintf("connections from %s are not allowed here", a)
 }
 
 // defaultRoute returns the route a client that names none gets.

@@ -74,7 +74,7 @@ func (l *Listener) serveMySQL(ctx context.Context, conn net.Conn, client netip.A
 	case !ok:
 		err = &RouteError{Code: ErrUnknownRoute, Reason: "this port serves no route"}
 	case !r.allows(client.Addr()):
-		err = &RouteError{Code: ErrForbidden, Reason: fmt.Sprintf("route %q does not accept connections from %s", r.Name, client.Addr())}
+		err = &RouteError{Code: ErrForbidden, Reason: notAllowedMessage(client.Addr())}
 	}
 	var b Backend
 	if err == nil {
@@ -101,7 +101,8 @@ func mysqlError(route string, err error) (uint16, string, string) {
 	msg := "tunnel: " + re.messageFor(route)
 	switch re.Code {
 	case ErrForbidden:
-		return mysqlErHostNotPrivileged, mysqlStateGeneral, msg
+		// Naming no route to a client that may not use it.
+		return mysqlErHostNotPrivileged, mysqlStateGeneral, "tunnel: " + re.Reason
 	case ErrLimitReached:
 		return mysqlErConCount, mysqlStateConnRejected, msg
 	}

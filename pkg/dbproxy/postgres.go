@@ -110,6 +110,13 @@ func (l *Listener) servePostgres(ctx context.Context, raw net.Conn, client netip
 		return
 	}
 	named, changed := sm.takeRoute()
+	// A client that no route here would let in learns nothing of the
+	// routes: not which names exist, nor the default's.
+	if !l.anyAllows(client.Addr()) {
+		l.log.Info("client not allowed", keyClient, client.String())
+		c.fail(notAllowedError(client.Addr()))
+		return
+	}
 	r, perr := l.pgRoute(c, named)
 	if perr != nil {
 		l.log.Info("session refused", keyRoute, named, keyClient, client.String(), keyReason, perr.Message)
@@ -118,9 +125,7 @@ func (l *Listener) servePostgres(ctx context.Context, raw net.Conn, client netip
 	}
 	if !r.allows(client.Addr()) {
 		l.log.Info("client not allowed", keyRoute, r.Name, keyClient, client.String())
-		c.fail(&pgError{Code: sqlstateInvalidAuthSpec,
-			Message: fmt.Sprintf("route %q does not accept connections from %s", r.Name, client.Addr()),
-			Hint:    "Ask the tunnel's operator to allow your address on the route."})
+		c.fail(notAllowedError(client.Addr()))
 		return
 	}
 	b, err := l.Upstream.Dial(ctx, &Request{Route: r.Name, Client: client})
@@ -252,6 +257,12 @@ func (l *Listener) pgRoute(c *pgClient, named string) (Route, *pgError) {
 		Hint:    hint + "."}
 }
 
+// notAllowedError refuses a client by its address, naming no route.
+func notAllowedError(a netip.Addr) *pgError {
+	return &pgError{Code: sqlstateInvalidAuthSpec, Message: notAllowedMessage(a),
+		Hint: "Ask the tunnel's operator to allow your address."}
+}
+
 // pgDialError tells a client why its route's backend could not be opened.
 func pgDialError(route string, err error) *pgError {
 	var re *RouteError
@@ -302,7 +313,9 @@ func (l *Listener) pgStartup(c *pgClient, b Backend, r Route, startup []byte) (c
 	// Stop the client's side at once: it is reading from the client.
 	c.raw.SetReadDeadline(time.Unix(1, 0))
 	<-fe.done
-	if err == nil && fe.err != nil && !isTimeout(fe.err) {
+	var we *backendWriteError
+	if err == nil && fe.err != nil && (!isTimeout(fe.err) || errors.As(fe.err, &we)) {
+		// Only a read stopped by the deadline above is expected.
 		err = fe.err
 	}
 	if errors.Is(fe.err, errChannelBinding) {
@@ -476,23 +489,50 @@ func (f *pgFrontendCopy) run() {
 				return
 			}
 			if _, err := f.b.Write(msg); err != nil {
-				f.err = err
+				f.err = &backendWriteError{err}
 				return
 			}
 			continue
 		}
 		// Anything else passes as it comes; once a byte is read it is
-		// sent, so a stop leaves nothing behind.
+		// sent, so a stop while reading leaves nothing behind.
 		if _, err := f.b.Write(hdr[:]); err != nil {
-			f.err = err
+			f.err = &backendWriteError{err}
 			return
 		}
-		if _, err := io.CopyN(f.b, f.c.conn, int64(size)); err != nil {
+		if err := f.copyBody(size); err != nil {
 			f.err = err
 			return
 		}
 	}
 }
+
+// copyBody copies n bytes of a message from the client to the backend. A
+// failed write is a backendWriteError: what was read is lost with it.
+func (f *pgFrontendCopy) copyBody(n int) error {
+	var buf [4096]byte
+	for n > 0 {
+		k, err := f.c.conn.Read(buf[:min(n, len(buf))])
+		if k > 0 {
+			if _, werr := f.b.Write(buf[:k]); werr != nil {
+				return &backendWriteError{werr}
+			}
+			n -= k
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// backendWriteError is a failed write to the backend during the startup
+// phase. Unlike a stopped read, which loses nothing, it always ends the
+// session: the stream is no longer whole.
+type backendWriteError struct{ err error }
+
+func (e *backendWriteError) Error() string { return "write to database: " + e.err.Error() }
+func (e *backendWriteError) Unwrap() error { return e.err }
 
 // pgCancel forwards a client's CancelRequest to the session it names, with
 // the database's own key, through the same agent to the same target. A
@@ -512,6 +552,13 @@ func (l *Listener) pgCancel(ctx context.Context, c *pgClient, payload []byte) {
 		l.log.Info("cancel request from a client not allowed", keyRoute, e.route.Name, keyClient, c.client.String())
 		return
 	}
+	// One at a time: a key can never open more than one extra
+	// connection to the database, whatever the client sends.
+	if !e.busy.CompareAndSwap(false, true) {
+		l.log.Info("cancel request dropped: another is on its way", keyRoute, e.route.Name, keyClient, c.client.String())
+		return
+	}
+	defer e.busy.Store(false)
 	ctx, cancel := context.WithTimeout(ctx, cancelTimeout)
 	defer cancel()
 	conn, err := e.backend.Sibling(ctx)

@@ -281,7 +281,11 @@ func TestPostgresErrors(t *testing.T) {
 	}{
 		{"unknown route", []Route{{Name: "alpha", Default: true}}, nil, "tunnel_route=nope", "3D000", `no route "nope"`},
 		{"no route named, no default", []Route{{Name: "alpha"}, {Name: "beta"}}, nil, "", "3D000", "names none"},
-		{"address not allowed", []Route{{Name: "alpha", Default: true, Allow: allowNone}}, nil, "", "28000", "does not accept connections from 127.0.0.1"},
+		{"address not allowed", []Route{{Name: "alpha", Default: true, Allow: allowNone}}, nil, "", "28000", "connections from 127.0.0.1 are not allowed here"},
+		{"not allowed anywhere, names no route that exists", []Route{{Name: "alpha", Allow: allowNone}, {Name: "beta", Allow: allowNone}},
+			nil, "tunnel_route=nope", "28000", "connections from 127.0.0.1 are not allowed here"},
+		{"not allowed anywhere, names none", []Route{{Name: "alpha", Default: true, Allow: allowNone}},
+			nil, "", "28000", "connections from 127.0.0.1 are not allowed here"},
 		{"agent offline", []Route{{Name: "alpha", Default: true}},
 			&RouteError{Code: ErrAgentOffline, Reason: `agent "acme" is not connected`}, "", "08006", `agent "acme" is not connected`},
 		{"target unreachable", []Route{{Name: "alpha", Default: true}},
