@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/pires/go-proxyproto"
+
+	"github.com/tunnelrelay/tunnel/pkg/dbproxy"
 )
 
 // TLS modes of a target (Target.TLS), named and meant as libpq's sslmode
@@ -36,10 +38,6 @@ const (
 // 'S' to go on with a TLS handshake or 'N' to refuse. A server too old to
 // know the request answers with an ErrorResponse, whose first byte is 'E'.
 var sslRequest = []byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f}
-
-// postgresALPN is the ALPN protocol PostgreSQL 17 and later require for
-// direct TLS and accept after SSLRequest; older servers ignore it.
-const postgresALPN = "postgresql"
 
 // aLongTimeAgo is a deadline in the past, to interrupt a blocked read.
 var aLongTimeAgo = time.Unix(1, 0)
@@ -77,7 +75,7 @@ func newDialer(t Target) (*dialer, error) {
 	}
 	cfg := &tls.Config{
 		MinVersion: tls.VersionTLS12,
-		NextProtos: []string{postgresALPN},
+		NextProtos: []string{dbproxy.PostgresALPN},
 		// Sent as SNI in every mode (Go leaves it out for IP addresses);
 		// checked only with verify-full.
 		ServerName: name,
@@ -210,7 +208,7 @@ func (d *dialer) negotiate(ctx context.Context, conn net.Conn, client string) (n
 	// A server, or a man in the middle, that sends bytes after 'S' and
 	// before the handshake is refused (the CVE-2021-23222 class, where
 	// libpq took such bytes as if they had come encrypted).
-	if pending, err := pendingData(conn); err == nil && pending {
+	if dbproxy.UnreadBytes(conn) {
 		return nil, &setupError{step: stepSSL, reason: "sent unencrypted data before the TLS handshake (refused, see CVE-2021-23222)"}
 	}
 	tc := tls.Client(conn, d.tls)

@@ -26,6 +26,8 @@ import (
 	"github.com/tunnelrelay/tunnel/internal/logging"
 	"github.com/tunnelrelay/tunnel/internal/proto"
 	"github.com/tunnelrelay/tunnel/internal/testutil/leakcheck"
+
+	"github.com/tunnelrelay/tunnel/pkg/dbproxy"
 )
 
 // testCA is a throwaway certificate authority.
@@ -178,7 +180,7 @@ func TestDialTLS(t *testing.T) {
 	ca := newTestCA(t, "db CA")
 	other := newTestCA(t, "another CA")
 	server := func(cert tls.Certificate) *tls.Config {
-		return &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{postgresALPN}}
+		return &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{dbproxy.PostgresALPN}}
 	}
 	good := server(ca.issue(t, "127.0.0.1", "localhost"))
 	wrongName := server(ca.issue(t, "db.internal"))
@@ -262,8 +264,8 @@ func TestDialTLS(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if alpn != postgresALPN+"\n" {
-				t.Errorf("the server agreed on ALPN %q, want %q", alpn, postgresALPN)
+			if alpn != dbproxy.PostgresALPN+"\n" {
+				t.Errorf("the server agreed on ALPN %q, want %q", alpn, dbproxy.PostgresALPN)
 			}
 			// The first bytes of a session may be a CancelRequest: they
 			// go through as they are.

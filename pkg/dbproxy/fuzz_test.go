@@ -585,7 +585,7 @@ func clientHello(tb testing.TB, serverName string) []byte {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		tls.Client(a, &tls.Config{ServerName: serverName, NextProtos: []string{pgALPN}}).Handshake()
+		tls.Client(a, &tls.Config{ServerName: serverName, NextProtos: []string{PostgresALPN}}).Handshake()
 	}()
 	defer func() { a.Close(); b.Close(); <-done }()
 	b.SetReadDeadline(time.Now().Add(5 * time.Second))

@@ -135,7 +135,7 @@ func (l *Listener) Open(ctx context.Context) error {
 	}
 	if l.TLS != nil {
 		l.tlsConf = l.TLS.Clone()
-		l.tlsConf.NextProtos = []string{pgALPN}
+		l.tlsConf.NextProtos = []string{PostgresALPN}
 		l.tlsConf.MinVersion = max(l.tlsConf.MinVersion, tls.VersionTLS12)
 	}
 	ln, err := net.Listen("tcp", l.Addr)

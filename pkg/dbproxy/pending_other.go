@@ -4,7 +4,7 @@ package dbproxy
 
 import "net"
 
-// pending reports whether c has bytes waiting to be read. Without a
+// UnreadBytes reports whether c has bytes waiting to be read. Without a
 // non-blocking peek it cannot tell; the TLS handshake that follows then
 // fails on such bytes instead.
-func pending(net.Conn) bool { return false }
+func UnreadBytes(net.Conn) bool { return false }

@@ -7,9 +7,13 @@ import (
 	"syscall"
 )
 
-// pending reports whether c, a socket, has bytes waiting to be read, without
-// reading them or waiting for them.
-func pending(c net.Conn) bool {
+// UnreadBytes reports whether c, a socket, has bytes waiting to be read,
+// without reading them or waiting for them. Both ends of a PostgreSQL TLS
+// upgrade use it: bytes that arrive after the SSLRequest or its 'S' answer
+// and before the handshake are an attack (the CVE-2021-23222 class), never
+// to be taken as if they had come encrypted. It is false for anything but a
+// socket.
+func UnreadBytes(c net.Conn) bool {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return false

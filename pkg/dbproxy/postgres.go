@@ -37,8 +37,9 @@ import (
 	"time"
 )
 
-// pgALPN is PostgreSQL's ALPN protocol name.
-const pgALPN = "postgresql"
+// PostgresALPN is PostgreSQL's ALPN protocol name, which PostgreSQL 17
+// and later require for direct TLS.
+const PostgresALPN = "postgresql"
 
 // tlsRecordHandshake is the first byte of a TLS ClientHello record.
 const tlsRecordHandshake = 0x16
@@ -191,7 +192,7 @@ func (l *Listener) pgNegotiate(ctx context.Context, c *pgClient) (uint32, []byte
 		if n == maxNegotiations || len(payload) != 0 {
 			return 0, nil, errPgNegotiation
 		}
-		if answer == 'S' && pending(c.raw) {
+		if answer == 'S' && UnreadBytes(c.raw) {
 			return 0, nil, errPgUnencryptedAfterSSL
 		}
 		if _, err := c.conn.Write([]byte{answer}); err != nil {
@@ -220,7 +221,7 @@ func (l *Listener) pgStartTLS(ctx context.Context, c *pgClient, early []byte) er
 	}
 	st := tc.ConnectionState()
 	c.conn, c.tls, c.sni = tc, true, st.ServerName
-	if len(early) > 0 && st.NegotiatedProtocol != pgALPN {
+	if len(early) > 0 && st.NegotiatedProtocol != PostgresALPN {
 		// PostgreSQL refuses direct TLS without ALPN, so as not to be
 		// confused with another protocol's TLS.
 		c.fail(&pgError{Code: sqlstateProtocolViolation,
