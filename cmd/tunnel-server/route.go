@@ -9,6 +9,7 @@ import (
 
 	"github.com/tunnelrelay/tunnel/internal/admin"
 	"github.com/tunnelrelay/tunnel/internal/cli"
+	"github.com/tunnelrelay/tunnel/pkg/dbproxy"
 )
 
 func (a *app) routeCmd() *cobra.Command {
@@ -71,7 +72,7 @@ address admits may connect.`,
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Route %q (%s) listens on %s and reaches target %q of agent %q.\n",
 				r.Name, r.Protocol, r.Listen, r.Target, r.Agent)
-			if r.Protocol == admin.ProtocolPostgres {
+			if r.Protocol == dbproxy.ProtocolPostgres {
 				if r.Default {
 					fmt.Fprintln(cmd.OutOrStdout(), "It is the address's default route: clients that name no route get it.")
 				} else {
@@ -120,7 +121,7 @@ func printRoutes(cmd *cobra.Command, routes []admin.Route) {
 		// Only PostgreSQL routes share an address; any other is its
 		// address's one route.
 		def := "-"
-		if r.Protocol == admin.ProtocolPostgres {
+		if r.Protocol == dbproxy.ProtocolPostgres {
 			def = map[bool]string{true: "yes", false: "no"}[r.Default]
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\n", r.Name, r.Listen, r.Agent, r.Target, r.Protocol,

@@ -76,10 +76,6 @@ type Agent struct {
 	RTTMillis float64    `json:"rtt_ms,omitempty"`    // last heartbeat round trip
 }
 
-// ProtocolPostgres is the protocol of PostgreSQL routes, the only ones that
-// can share an address.
-const ProtocolPostgres = "postgres"
-
 // Route is a registered route and its listener's state.
 type Route struct {
 	Name        string    `json:"name"`

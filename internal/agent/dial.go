@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/pires/go-proxyproto"
-
 	"github.com/tunnelrelay/tunnel/pkg/dbproxy"
 )
 

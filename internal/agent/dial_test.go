@@ -26,7 +26,6 @@ import (
 	"github.com/tunnelrelay/tunnel/internal/logging"
 	"github.com/tunnelrelay/tunnel/internal/proto"
 	"github.com/tunnelrelay/tunnel/internal/testutil/leakcheck"
-
 	"github.com/tunnelrelay/tunnel/pkg/dbproxy"
 )
 

@@ -146,7 +146,7 @@ func TestMariaDBErrors(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, tr transport) {
 		db := mariadbtest.Start(t, mariadbtest.Options{})
 		e := newEnv(t, tr, testServerOptions())
-		e.agent("dbagent", "db="+db.Addr(), "down="+closedPort(t))
+		e.agent("dbagent", "db="+db.Addr(), "down="+freeAddr(t))
 		e.online("dbagent")
 		if _, err := e.srv.NewAgent(e.ctx, harness.AgentConfig{Name: "sleeper"}); err != nil {
 			t.Fatal(err)

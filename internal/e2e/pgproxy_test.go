@@ -183,7 +183,7 @@ func TestPostgresErrorsPsql(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, tr transport) {
 		pg := pgtest.Start(t)
 		e := newEnv(t, tr, testServerOptions())
-		closed := closedPort(t)
+		closed := freeAddr(t)
 		e.agent("dbagent", "pg="+pg.Addr(), "down="+closed)
 		e.online("dbagent")
 		// Registered, never started.
@@ -348,18 +348,6 @@ func (e *env) caFile() string {
 		e.t.Fatal(err)
 	}
 	return path
-}
-
-// closedPort returns a loopback address nothing listens on.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
 
 // TestPostgresTLSBothLegs: the client's TLS ends at the server and the

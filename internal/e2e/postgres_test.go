@@ -102,15 +102,7 @@ func TestPostgres(t *testing.T) {
 			if err != nil {
 				t.Fatalf("pgbench -S through the route: %v\n%s", err, out)
 			}
-			var failed, done int
-			for line := range strings.SplitSeq(string(out), "\n") {
-				if v, ok := strings.CutPrefix(line, "number of failed transactions: "); ok {
-					failed, _ = strconv.Atoi(strings.Fields(v)[0])
-				}
-				if v, ok := strings.CutPrefix(line, "number of transactions actually processed: "); ok {
-					done, _ = strconv.Atoi(strings.Fields(v)[0])
-				}
-			}
+			done, failed := pgbenchCounts(string(out))
 			if done == 0 || failed != 0 {
 				t.Fatalf("pgbench: %d transactions, %d failed:\n%s", done, failed, out)
 			}

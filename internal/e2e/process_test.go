@@ -137,6 +137,8 @@ func (p *proc) wait(t *testing.T, within time.Duration) int {
 	return 0
 }
 
+// freeAddr returns a loopback address nothing listens on: a free port for
+// a server to take, or a target that refuses connections.
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -11,15 +11,11 @@ package dbproxy
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"slices"
 	"strings"
@@ -503,9 +499,8 @@ const (
 )
 
 // fuzzUpstream is an Upstream for fuzzing the front door: a database like
-// fakePG's, except that it keeps nothing and reads no length from the
-// client (fakePG keeps every startup message and sizes its buffers from
-// what it is sent), so a fuzzing run stays in bounded memory. A startup
+// fakePG's, except that it keeps nothing (fakePG records every startup
+// message it is sent), so a fuzzing run stays in bounded memory. A startup
 // with user "sasl" is offered SCRAM-SHA-256-PLUS, user "refuse" gets an
 // ErrorResponse, anyone else is trusted and gets a BackendKeyData.
 type fuzzUpstream struct{ fake *fakePG }
@@ -541,26 +536,6 @@ func serveFuzzDatabase(c net.Conn) {
 		return
 	}
 	io.Copy(io.Discard, c)
-}
-
-// fuzzTLSConfig returns a self-signed certificate for *.db.test.
-func fuzzTLSConfig(tb testing.TB) *tls.Config {
-	tb.Helper()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		DNSNames:     []string{"*.db.test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, priv)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: priv}}}
 }
 
 // frontDoor opens a PostgreSQL listener with a short handshake timeout,
@@ -601,7 +576,7 @@ func clientHello(tb testing.TB, serverName string) []byte {
 }
 
 func FuzzPostgresFrontDoor(f *testing.F) {
-	plain, withTLS := frontDoor(f, nil), frontDoor(f, fuzzTLSConfig(f))
+	plain, withTLS := frontDoor(f, nil), frontDoor(f, testCert(f, "*.db.test"))
 
 	ssl := startupHeader(8, pgSSLRequestCode)
 	gss := startupHeader(8, pgGSSENCRequestCode)

@@ -110,7 +110,7 @@ func (l *Listener) servePostgres(ctx context.Context, raw net.Conn, client netip
 		c.fail(&pgError{Code: sqlstateProtocolViolation, Message: err.Error()})
 		return
 	}
-	named, changed := sm.takeRoute()
+	named, _ := sm.takeRoute()
 	// A client that no route here would let in learns nothing of the
 	// routes: not which names exist, nor the default's.
 	if !l.anyAllows(client.Addr()) {
@@ -135,14 +135,9 @@ func (l *Listener) servePostgres(ctx context.Context, raw net.Conn, client netip
 		c.fail(pgDialError(r.Name, err))
 		return
 	}
-	startup := sm.encode()
-	if !changed {
-		startup = startup[:0]
-		startup = binary.BigEndian.AppendUint32(startup, uint32(8+len(payload)))
-		startup = binary.BigEndian.AppendUint32(startup, code)
-		startup = append(startup, payload...)
-	}
-	key, err := l.pgStartup(c, b, r, startup)
+	// Without a route parameter taken out, encode gives back the client's
+	// bytes exactly (3.x versions and _pq_ parameters included).
+	key, err := l.pgStartup(c, b, r, sm.encode())
 	if err != nil {
 		if errors.Is(err, errChannelBinding) {
 			c.fail(channelBindingError(r.Name))

@@ -98,7 +98,11 @@ func (f *fakePG) serve(c net.Conn) {
 		if _, err := io.ReadFull(c, hdr[:]); err != nil {
 			return
 		}
-		body := make([]byte, binary.BigEndian.Uint32(hdr[1:])-4)
+		n := binary.BigEndian.Uint32(hdr[1:])
+		if n < 4 || n > 1<<20 {
+			return
+		}
+		body := make([]byte, n-4)
 		if _, err := io.ReadFull(c, body); err != nil {
 			return
 		}
@@ -157,7 +161,7 @@ func (b *fakePGBackend) Sibling(ctx context.Context) (net.Conn, error) {
 }
 
 // testCert returns a self-signed certificate for names.
-func testCert(t *testing.T, names ...string) *tls.Config {
+func testCert(t testing.TB, names ...string) *tls.Config {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
