@@ -57,6 +57,14 @@ func TestBinariesDatabases(t *testing.T) {
 		}
 	}
 
+	// status shows each route's protocol as route list does.
+	st := c.srv(t, "status").stdout
+	for _, re := range []string{`(?m)^hr\s+\S+\s+acme\s+pg2\s+postgres\s+no\s`, `(?m)^orders\s+\S+\s+acme\s+my\s+mysql\s+-\s`} {
+		if !regexp.MustCompile(re).MatchString(st) {
+			t.Errorf("status does not match %s:\n%s", re, st)
+		}
+	}
+
 	host, port, _ := net.SplitHostPort(addr)
 	conninfo := func(hostName string) string {
 		return fmt.Sprintf("host=%s hostaddr=%s port=%s user=%s dbname=%s sslmode=require", hostName, host, port, pg.User, pg.Database)
