@@ -67,6 +67,9 @@ const (
 	RefuseBadHello           RefuseCode = "bad_hello"
 	RefuseShuttingDown       RefuseCode = "shutting_down"
 	RefuseInternal           RefuseCode = "internal_error"
+	// RefuseBadToken refuses an Enroll: the token is unknown, used,
+	// expired, or its agent is already enrolled.
+	RefuseBadToken RefuseCode = "bad_token"
 )
 
 // Permanent reports whether an agent should stop retrying: its credential,
@@ -74,7 +77,7 @@ const (
 // accepted however often it tries.
 func (c RefuseCode) Permanent() bool {
 	switch c {
-	case RefuseUnknownAgent, RefuseAgentDisabled, RefuseKeyMismatch, RefuseUnsupportedVersion, RefuseBadHello:
+	case RefuseUnknownAgent, RefuseAgentDisabled, RefuseKeyMismatch, RefuseUnsupportedVersion, RefuseBadHello, RefuseBadToken:
 		return true
 	}
 	return false
@@ -87,6 +90,67 @@ type Refuse struct {
 }
 
 func (r *Refuse) Error() string { return fmt.Sprintf("refused by server: %s", r.Message) }
+
+// Reconnect asks the agent to open a new connection (version 2).
+type Reconnect struct {
+	// Reason says why, for the agent's log ("server shutting down").
+	Reason string `json:"reason"`
+}
+
+// Draining says the agent is stopping (version 2).
+type Draining struct {
+	// Reason says why, for the server's log.
+	Reason string `json:"reason"`
+}
+
+// Targets replaces the declared target names (version 2), with the same
+// rules as Hello's.
+type Targets struct {
+	Targets []string `json:"targets"`
+}
+
+// Validate checks a Targets from the network.
+func (t *Targets) Validate() error { return validateTargets("targets", t.Targets) }
+
+// RotateKey asks the agent to make a new key and announce it with NewKey
+// (version 2). It has no fields yet.
+type RotateKey struct{}
+
+// NewKey announces the agent's next key (version 2). The server accepts
+// that key, besides the current one, until a connection proves it: from
+// then on only the new key is accepted.
+type NewKey struct {
+	// Fingerprint is the new public key's fingerprint ("sha256:...").
+	Fingerprint string `json:"fingerprint"`
+}
+
+// KeyAccepted answers NewKey (version 2).
+type KeyAccepted struct {
+	// Fingerprint repeats NewKey's.
+	Fingerprint string `json:"fingerprint"`
+	// Error is why the key was not accepted; empty when it was.
+	Error string `json:"error,omitempty"`
+}
+
+// Enroll registers a new agent's key with a one-time token (version 2). It
+// takes the place of Hello on the first stream of a connection whose
+// client certificate carries the new key.
+type Enroll struct {
+	// Version is the newest protocol version the agent speaks.
+	Version int `json:"version"`
+	// AgentVersion is the agent's release, for the server's log.
+	AgentVersion string `json:"agent_version,omitempty"`
+	// Token is the enrollment token printed by `agent add --token`.
+	Token string `json:"token"`
+}
+
+// Enrolled answers Enroll (version 2).
+type Enrolled struct {
+	// Agent is the name the token was issued for.
+	Agent string `json:"agent"`
+	// Fingerprint is the key now registered for it.
+	Fingerprint string `json:"fingerprint"`
+}
 
 // WriteJSON writes v as the JSON payload of a frame of type t.
 func WriteJSON(w io.Writer, t FrameType, v any) error {
@@ -110,12 +174,16 @@ func (h *Hello) Validate() error {
 	if h.Version < 1 {
 		return fmt.Errorf("%w: hello: version %d", ErrMalformed, h.Version)
 	}
-	if len(h.Targets) > maxTargets {
-		return fmt.Errorf("%w: hello: %d targets, limit %d", ErrMalformed, len(h.Targets), maxTargets)
+	return validateTargets("hello", h.Targets)
+}
+
+func validateTargets(msg string, targets []string) error {
+	if len(targets) > maxTargets {
+		return fmt.Errorf("%w: %s: %d targets, limit %d", ErrMalformed, msg, len(targets), maxTargets)
 	}
-	for _, t := range h.Targets {
+	for _, t := range targets {
 		if t == "" || len(t) > maxNameLen {
-			return fmt.Errorf("%w: hello: bad target name %q", ErrMalformed, t)
+			return fmt.Errorf("%w: %s: bad target name %q", ErrMalformed, msg, t)
 		}
 	}
 	return nil

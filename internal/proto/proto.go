@@ -59,7 +59,9 @@ import (
 // Version log:
 //
 //	1: Hello/Welcome/Refuse, Ping/Pong heartbeats, Open/Reply data streams.
-const Version = 1
+//	2: Reconnect, Draining, Targets, RotateKey, NewKey, KeyAccepted on the
+//	   control stream; Enroll/Enrolled in place of Hello/Welcome.
+const Version = 2
 
 // MinVersion is the oldest protocol version this code still accepts.
 const MinVersion = 1
@@ -78,6 +80,32 @@ const (
 	FramePing FrameType = 0x04
 	// FramePong answers a Ping with the same 8-byte sequence.
 	FramePong FrameType = 0x05
+	// FrameReconnect asks the agent to open a new connection, server to
+	// agent (version 2). JSON Reconnect. The server takes no new sessions
+	// on this connection; the ones it carries finish on it.
+	FrameReconnect FrameType = 0x06
+	// FrameDraining says the agent is stopping, agent to server (version
+	// 2). JSON Draining. The server opens no new data stream on this
+	// connection; the ones open finish.
+	FrameDraining FrameType = 0x07
+	// FrameTargets replaces the agent's declared target names after it
+	// re-read its config, agent to server (version 2). JSON Targets.
+	FrameTargets FrameType = 0x08
+	// FrameRotateKey asks the agent to make a new key, server to agent
+	// (version 2). JSON RotateKey.
+	FrameRotateKey FrameType = 0x09
+	// FrameNewKey announces the agent's next key, agent to server (version
+	// 2). JSON NewKey.
+	FrameNewKey FrameType = 0x0a
+	// FrameKeyAccepted answers NewKey, server to agent (version 2). JSON
+	// KeyAccepted.
+	FrameKeyAccepted FrameType = 0x0b
+	// FrameEnroll is the first frame of an enrolling agent's control
+	// stream, in place of Hello (version 2). JSON Enroll.
+	FrameEnroll FrameType = 0x0c
+	// FrameEnrolled answers Enroll, server to agent (version 2). JSON
+	// Enrolled. The server then closes the connection.
+	FrameEnrolled FrameType = 0x0d
 	// FrameOpen starts a data stream, server to agent:
 	//
 	//	session id     uint64
@@ -104,6 +132,22 @@ func (t FrameType) String() string {
 		return "ping"
 	case FramePong:
 		return "pong"
+	case FrameReconnect:
+		return "reconnect"
+	case FrameDraining:
+		return "draining"
+	case FrameTargets:
+		return "targets"
+	case FrameRotateKey:
+		return "rotate key"
+	case FrameNewKey:
+		return "new key"
+	case FrameKeyAccepted:
+		return "key accepted"
+	case FrameEnroll:
+		return "enroll"
+	case FrameEnrolled:
+		return "enrolled"
 	case FrameOpen:
 		return "open"
 	case FrameReply:
