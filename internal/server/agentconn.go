@@ -99,7 +99,7 @@ func (s *Server) serveAgent(sess mux.Session) {
 		refuse(proto.RefuseBadHello, err.Error())
 		return
 	}
-	if err := s.verifier.Verify(s.ctx, id); err != nil {
+	if _, err := s.verifier.Verify(s.ctx, id); err != nil {
 		code, msg := refusalFor(id.Name, err)
 		refuse(code, msg)
 		return

@@ -145,15 +145,15 @@ func New(opt Options) (*Server, error) {
 	return s, nil
 }
 
-func (s *Server) lookupAgent(ctx context.Context, name string) (string, bool, error) {
+func (s *Server) lookupAgent(ctx context.Context, name string) (auth.Registration, error) {
 	a, err := s.store.Agent(ctx, name)
 	if errors.Is(err, store.ErrNotFound) {
-		return "", false, auth.ErrUnknownAgent
+		return auth.Registration{}, auth.ErrUnknownAgent
 	}
 	if err != nil {
-		return "", false, err
+		return auth.Registration{}, err
 	}
-	return a.Fingerprint, a.Disabled, nil
+	return auth.Registration{Fingerprint: a.Fingerprint, Disabled: a.Disabled}, nil
 }
 
 // Open starts serving agents from ln and opens the listeners of every stored

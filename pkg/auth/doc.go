@@ -2,7 +2,8 @@
 // server's private certificate authority and the certificates it issues,
 // agent keys and the fingerprints that identify them, the TLS configurations
 // both ends of a tunnel connection use, the check of an authenticated agent
-// against the server's registry, and the admin API bearer token.
+// against the server's registry, enrollment tokens, and the admin API bearer
+// token.
 //
 // The model: tunnel-server keeps a private CA (ECDSA P-256) and a server
 // certificate signed by it; agents pin the CA certificate, or trust the system
@@ -15,6 +16,14 @@
 // [Identity] with [PeerIdentity] and checks it with a [Verifier], so that a
 // refusal can be explained to the agent in a protocol message rather than as
 // a bare TLS alert. The same [tls.Config] values serve TLS over TCP and QUIC.
+//
+// Enrollment: instead of a key made on the server's host, an agent can make
+// its own and register it with a one-time [EnrollToken] (only the token's
+// id and [EnrollToken.Hash] are stored). The enrolling agent checks the
+// server against the fingerprint of its CA certificate ([CertFingerprint],
+// [PinnedCAConfig]); the server presents that certificate in its chain
+// ([AppendCACert]). Key rotation: the registry may hold a pending key
+// besides the current one ([Registration]); [Verifier] accepts both.
 //
 // The package does not dial, listen or store anything: transports live in
 // pkg/mux, and the registry that backs [Verifier.Lookup] belongs to the

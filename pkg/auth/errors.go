@@ -19,3 +19,15 @@ var (
 	// ErrNoCertificate means PEM data holds no certificate.
 	ErrNoCertificate = errors.New("no certificate found in PEM data")
 )
+
+// Errors about enrollment and the server's CA.
+var (
+	// ErrMalformedToken means a string is not an enrollment token.
+	ErrMalformedToken = errors.New("malformed enrollment token")
+	// ErrCAMismatch means the server presented no CA certificate with the
+	// pinned fingerprint.
+	ErrCAMismatch = errors.New("server CA fingerprint mismatch")
+	// ErrMalformedFingerprint means a string is not a certificate
+	// fingerprint.
+	ErrMalformedFingerprint = errors.New("malformed certificate fingerprint")
+)

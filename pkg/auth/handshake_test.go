@@ -317,12 +317,12 @@ func TestHandshakeThenVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	registry := map[string]string{testAgent: p.agent.Fingerprint()}
-	v := &Verifier{Lookup: func(_ context.Context, name string) (string, bool, error) {
+	v := &Verifier{Lookup: func(_ context.Context, name string) (Registration, error) {
 		fp, ok := registry[name]
 		if !ok {
-			return "", false, ErrUnknownAgent
+			return Registration{}, ErrUnknownAgent
 		}
-		return fp, false, nil
+		return Registration{Fingerprint: fp}, nil
 	}}
 
 	tests := []struct {
@@ -349,7 +349,7 @@ func TestHandshakeThenVerify(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := v.Verify(context.Background(), id); !errors.Is(err, tt.wantErr) {
+			if _, err := v.Verify(context.Background(), id); !errors.Is(err, tt.wantErr) {
 				t.Errorf("Verify = %v, want %v", err, tt.wantErr)
 			}
 		})

@@ -18,42 +18,66 @@ type Identity struct {
 	Fingerprint string
 }
 
+// Registration is what the server's registry holds about an agent's keys.
+type Registration struct {
+	// Fingerprint is the agent's key. Empty while the agent waits for
+	// enrollment: then no key is accepted.
+	Fingerprint string
+	// Pending is the agent's next key, announced during a key rotation and
+	// accepted besides Fingerprint until a connection proves it. Empty
+	// when no rotation is under way.
+	Pending string
+	// Disabled refuses the agent whatever key it holds.
+	Disabled bool
+}
+
 // Verifier checks an [Identity] against the server's registry of agents.
 type Verifier struct {
-	// Lookup returns the registered fingerprint of the agent named name and
-	// whether it is disabled, or an error wrapping [ErrUnknownAgent] when
-	// there is no such agent. It is required.
-	Lookup func(ctx context.Context, name string) (fingerprint string, disabled bool, err error)
+	// Lookup returns what is registered for the agent named name, or an
+	// error wrapping [ErrUnknownAgent] when there is no such agent. It is
+	// required.
+	Lookup func(ctx context.Context, name string) (Registration, error)
 }
 
 // Verify returns nil when id names a registered, enabled agent and carries
-// its registered fingerprint. Otherwise it returns an error wrapping
-// [ErrUnknownAgent], [ErrKeyMismatch] or [ErrAgentDisabled], whose message
-// names the agent and is fit to send to it, or the lookup's error wrapped
-// with the agent name. No message contains key material.
+// its registered key or its pending one; pending reports which. Otherwise
+// it returns an error wrapping [ErrUnknownAgent], [ErrKeyMismatch] or
+// [ErrAgentDisabled], whose message names the agent and is fit to send to
+// it, or the lookup's error wrapped with the agent name. No message
+// contains key material.
 //
 // The key is checked before the disabled flag, so that only the holder of an
 // agent's key learns that the agent is disabled. The fingerprints are
-// compared in constant time.
-func (v *Verifier) Verify(ctx context.Context, id Identity) error {
+// compared in constant time; an empty one never matches.
+func (v *Verifier) Verify(ctx context.Context, id Identity) (pending bool, err error) {
 	if v == nil || v.Lookup == nil {
-		return errors.New("verify agent: auth.Verifier has no Lookup")
+		return false, errors.New("verify agent: auth.Verifier has no Lookup")
 	}
 	// An invalid name cannot have been registered; refusing it here keeps
 	// odd strings out of the registry's queries.
 	if !ValidName(id.Name) {
-		return fmt.Errorf("agent %q: %w", truncate(id.Name, MaxNameLen+1), ErrUnknownAgent)
+		return false, fmt.Errorf("agent %q: %w", truncate(id.Name, MaxNameLen+1), ErrUnknownAgent)
 	}
-	want, disabled, err := v.Lookup(ctx, id.Name)
+	reg, err := v.Lookup(ctx, id.Name)
+	if errors.Is(err, ErrUnknownAgent) {
+		return false, fmt.Errorf("agent %q: %w", id.Name, ErrUnknownAgent)
+	}
+	if err != nil {
+		return false, fmt.Errorf("look up agent %q: %w", id.Name, err)
+	}
+	current := fingerprintEqual(reg.Fingerprint, id.Fingerprint)
+	pending = fingerprintEqual(reg.Pending, id.Fingerprint)
 	switch {
-	case errors.Is(err, ErrUnknownAgent):
-		return fmt.Errorf("agent %q: %w", id.Name, ErrUnknownAgent)
-	case err != nil:
-		return fmt.Errorf("look up agent %q: %w", id.Name, err)
-	case want == "" || subtle.ConstantTimeCompare([]byte(want), []byte(id.Fingerprint)) != 1:
-		return fmt.Errorf("agent %q: %w", id.Name, ErrKeyMismatch)
-	case disabled:
-		return fmt.Errorf("agent %q: %w", id.Name, ErrAgentDisabled)
+	case !current && !pending:
+		return false, fmt.Errorf("agent %q: %w", id.Name, ErrKeyMismatch)
+	case reg.Disabled:
+		return false, fmt.Errorf("agent %q: %w", id.Name, ErrAgentDisabled)
 	}
-	return nil
+	return pending && !current, nil
+}
+
+// fingerprintEqual compares a registered fingerprint with a presented one in
+// constant time; an empty registered one matches nothing.
+func fingerprintEqual(registered, presented string) bool {
+	return registered != "" && subtle.ConstantTimeCompare([]byte(registered), []byte(presented)) == 1
 }

@@ -11,6 +11,7 @@ import (
 // registryEntry is one agent in the fake registry.
 type registryEntry struct {
 	fingerprint string
+	pending     string
 	disabled    bool
 }
 
@@ -25,19 +26,19 @@ var errStoreDown = errors.New("registry store is down")
 
 type ctxKey struct{}
 
-func (r *fakeRegistry) lookup(ctx context.Context, name string) (string, bool, error) {
+func (r *fakeRegistry) lookup(ctx context.Context, name string) (Registration, error) {
 	r.asked = append(r.asked, name)
 	if ctx.Value(ctxKey{}) != "marker" {
-		return "", false, errors.New("context not passed through")
+		return Registration{}, errors.New("context not passed through")
 	}
 	if name == "broken" {
-		return "", false, fmt.Errorf("query agents: %w", errStoreDown)
+		return Registration{}, fmt.Errorf("query agents: %w", errStoreDown)
 	}
 	e, ok := r.agents[name]
 	if !ok {
-		return "", false, fmt.Errorf("registry: %q: %w", name, ErrUnknownAgent)
+		return Registration{}, fmt.Errorf("registry: %q: %w", name, ErrUnknownAgent)
 	}
-	return e.fingerprint, e.disabled, nil
+	return Registration{Fingerprint: e.fingerprint, Pending: e.pending, Disabled: e.disabled}, nil
 }
 
 func TestVerifier(t *testing.T) {
@@ -49,15 +50,25 @@ func TestVerifier(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fp := key.Fingerprint()
+	nextKey, err := NewAgentKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp, next := key.Fingerprint(), nextKey.Fingerprint()
 
 	tests := []struct {
-		name      string
-		id        Identity
-		wantErr   error // nil: success
-		wantAsked bool  // whether Lookup must have been called
+		name        string
+		id          Identity
+		wantErr     error // nil: success
+		wantPending bool
+		wantAsked   bool // whether Lookup must have been called
 	}{
 		{name: "registered", id: Identity{Name: "acme", Fingerprint: fp}, wantAsked: true},
+		{name: "current key while rotating", id: Identity{Name: "rotating", Fingerprint: fp}, wantAsked: true},
+		{name: "pending key", id: Identity{Name: "rotating", Fingerprint: next}, wantPending: true, wantAsked: true},
+		{name: "pending key of another agent", id: Identity{Name: "acme", Fingerprint: next}, wantErr: ErrKeyMismatch, wantAsked: true},
+		{name: "pending key of a disabled agent", id: Identity{Name: "off-rotating", Fingerprint: next}, wantErr: ErrAgentDisabled, wantAsked: true},
+		{name: "waiting for enrollment", id: Identity{Name: "waiting", Fingerprint: fp}, wantErr: ErrKeyMismatch, wantAsked: true},
 		{name: "unknown", id: Identity{Name: "nobody", Fingerprint: fp}, wantErr: ErrUnknownAgent, wantAsked: true},
 		{name: "disabled", id: Identity{Name: "off", Fingerprint: fp}, wantErr: ErrAgentDisabled, wantAsked: true},
 		{name: "key mismatch", id: Identity{Name: "acme", Fingerprint: otherKey.Fingerprint()}, wantErr: ErrKeyMismatch, wantAsked: true},
@@ -76,12 +87,20 @@ func TestVerifier(t *testing.T) {
 				"acme":  {fingerprint: fp},
 				"off":   {fingerprint: fp, disabled: true},
 				"blank": {},
+				// An agent waiting for enrollment has no key, and no
+				// empty pending key may stand in for one.
+				"waiting":      {pending: ""},
+				"rotating":     {fingerprint: fp, pending: next},
+				"off-rotating": {fingerprint: fp, pending: next, disabled: true},
 			}}
 			v := &Verifier{Lookup: reg.lookup}
 			ctx := context.WithValue(context.Background(), ctxKey{}, "marker")
-			err := v.Verify(ctx, tt.id)
+			pending, err := v.Verify(ctx, tt.id)
 			if tt.wantErr == nil && err != nil {
 				t.Fatalf("Verify: %v", err)
+			}
+			if pending != tt.wantPending {
+				t.Errorf("Verify pending = %v, want %v", pending, tt.wantPending)
 			}
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("Verify error = %v, want %v", err, tt.wantErr)
@@ -96,7 +115,7 @@ func TestVerifier(t *testing.T) {
 			if tt.id.Name != "" && !strings.Contains(msg, fmt.Sprintf("%q", tt.id.Name)) {
 				t.Errorf("error %q does not name agent %q", msg, tt.id.Name)
 			}
-			for _, f := range []string{fp, otherKey.Fingerprint()} {
+			for _, f := range []string{fp, next, otherKey.Fingerprint()} {
 				if strings.Contains(msg, strings.TrimPrefix(f, FingerprintPrefix)[:12]) {
 					t.Errorf("error %q contains a fingerprint", msg)
 				}
@@ -125,7 +144,7 @@ func TestVerifierWithoutLookup(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := tt.v.Verify(context.Background(), Identity{Name: "acme", Fingerprint: "sha256:x"})
+			_, err := tt.v.Verify(context.Background(), Identity{Name: "acme", Fingerprint: "sha256:x"})
 			if err == nil {
 				t.Fatal("Verify succeeded without a Lookup")
 			}
