@@ -179,3 +179,45 @@ func TestMigrateSharedListen(t *testing.T) {
 		t.Error("a second default on :1001 was stored; the unique index is missing")
 	}
 }
+
+// TestMigrateEnrollment upgrades a version 2 database holding an agent to
+// version 3: the agent keeps its key and has no pending one, and removing it
+// removes its enrollment tokens (the foreign key cascades).
+func TestMigrateEnrollment(t *testing.T) {
+	db := openMigrationDB(t)
+	migs := embeddedMigrations(t)
+	if len(migs) < 3 {
+		t.Fatalf("%d migrations, want at least 3", len(migs))
+	}
+	ctx := t.Context()
+	if err := migrateSQLite(ctx, db, migs[:2]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, `INSERT INTO agents (id, name, fingerprint, created_at) VALUES (1, 'acme', 'sha256:x', '2026-01-01T00:00:00.000000Z')`); err != nil {
+		t.Fatal(err)
+	}
+	if err := migrateSQLite(ctx, db, migs); err != nil {
+		t.Fatalf("upgrade: %v", err)
+	}
+	a, err := selectAgent(ctx, db, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Fingerprint != "sha256:x" || a.PendingFingerprint != "" {
+		t.Fatalf("agent after upgrade = %+v", a)
+	}
+	if _, err := db.ExecContext(ctx, `INSERT INTO enroll_tokens (token_id, agent_id, secret_hash, created_at, expires_at)
+		VALUES ('t1', 1, zeroblob(32), '2026-01-01T00:00:00.000000Z', '2026-01-02T00:00:00.000000Z')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, `INSERT INTO enroll_tokens (token_id, agent_id, secret_hash, created_at, expires_at)
+		VALUES ('t2', 1, zeroblob(16), '2026-01-01T00:00:00.000000Z', '2026-01-02T00:00:00.000000Z')`); err == nil {
+		t.Error("a 16-byte hash was stored; the length check is missing")
+	}
+	if err := deleteAgent(ctx, db, 1, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	if n := dbInt(t, db, "SELECT count(*) FROM enroll_tokens"); n != 0 {
+		t.Errorf("%d tokens left after removing their agent, want 0", n)
+	}
+}

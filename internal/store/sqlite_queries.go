@@ -41,12 +41,12 @@ type rowScanner interface {
 	Scan(dest ...any) error
 }
 
-const agentColumns = `name, fingerprint, disabled, created_at`
+const agentColumns = `name, fingerprint, pending_fingerprint, disabled, created_at`
 
 func scanAgent(row rowScanner) (Agent, error) {
 	var a Agent
 	var created string
-	if err := row.Scan(&a.Name, &a.Fingerprint, &a.Disabled, &created); err != nil {
+	if err := row.Scan(&a.Name, &a.Fingerprint, &a.PendingFingerprint, &a.Disabled, &created); err != nil {
 		return Agent{}, err
 	}
 	var err error

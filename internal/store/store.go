@@ -10,7 +10,7 @@
 // The store holds configuration only. It is not for live state (who is
 // connected, session counters, bytes moved) and it holds no secrets: an agent
 // is known by the fingerprint of its public key, which cannot be used to
-// impersonate it.
+// impersonate it, and an enrollment token by the hash of its secret.
 package store
 
 import (
@@ -33,6 +33,11 @@ var (
 	// ErrInvalid means an agent, route or Config failed validation; the
 	// message names the field.
 	ErrInvalid = errors.New("invalid")
+	// ErrTokenUsed means an enrollment token was used already (or its agent
+	// has a key by now).
+	ErrTokenUsed = errors.New("enrollment token already used")
+	// ErrTokenExpired means an enrollment token expired before it was used.
+	ErrTokenExpired = errors.New("enrollment token expired")
 )
 
 // Errors returned when opening a database.
@@ -58,12 +63,35 @@ const (
 // Agent is a registered tunnel agent. Fingerprint is the SHA-256 fingerprint
 // of the agent's public key as produced by pkg/auth (an opaque string here,
 // e.g. "sha256:...").
+//
+// An agent registered for enrollment has no Fingerprint until it enrolls;
+// PendingFingerprint is its next key during a key rotation.
 type Agent struct {
 	Name        string
 	Fingerprint string
-	Disabled    bool
+	// PendingFingerprint is the key the agent announced during a rotation,
+	// accepted besides Fingerprint until a connection proves it. Empty when
+	// no rotation is under way.
+	PendingFingerprint string
+	Disabled           bool
 	// CreatedAt is returned in UTC. A store keeps at least whole seconds.
 	CreatedAt time.Time
+}
+
+// EnrollToken is a one-time enrollment token of an agent waiting for its
+// key. The store never sees the token's secret, only its hash.
+type EnrollToken struct {
+	// ID is the token's public id, unique in the store.
+	ID string
+	// Agent is the name of the agent the token enrolls.
+	Agent string
+	// Hash is the SHA-256 hash of the token's secret, 32 bytes.
+	Hash []byte
+	// CreatedAt and ExpiresAt are returned in UTC. A store keeps at least
+	// whole seconds. CreatedAt is set to now if it is zero.
+	CreatedAt, ExpiresAt time.Time
+	// UsedAt is when the token was used; zero while it is unused.
+	UsedAt time.Time
 }
 
 // Route is a client endpoint on the server forwarded to Target of Agent.
@@ -100,9 +128,41 @@ type Store interface {
 	// SetAgentDisabled disables or re-enables the named agent, or fails with
 	// ErrNotFound.
 	SetAgentDisabled(ctx context.Context, name string, disabled bool) error
-	// RemoveAgent removes the named agent. It fails with ErrNotFound, or with
-	// ErrInUse (listing the route names) while routes still name the agent.
+	// RemoveAgent removes the named agent and its enrollment tokens. It
+	// fails with ErrNotFound, or with ErrInUse (listing the route names)
+	// while routes still name the agent.
 	RemoveAgent(ctx context.Context, name string) error
+
+	// IssueEnrollToken stores t, an enrollment token for agent t.Agent, in
+	// one step. An agent of that name that does not exist is registered
+	// without a key (created reports it, and its CreatedAt is t's); one that
+	// waits for enrollment keeps its place and loses its unused tokens, so
+	// only t is valid; one that has a key already makes it fail with
+	// ErrExists. It fails with ErrInvalid if t fails Validate.
+	IssueEnrollToken(ctx context.Context, t EnrollToken) (created bool, err error)
+	// EnrollToken returns the token with the given id, or an error wrapping
+	// ErrNotFound.
+	EnrollToken(ctx context.Context, id string) (EnrollToken, error)
+	// UseEnrollToken enrolls the agent of the token with the given id, in
+	// one step: match is called with the token's stored hash and must
+	// report whether the presented secret hashes to it (in constant time);
+	// then the token is marked used at now and fingerprint becomes the
+	// agent's key. It returns the agent's name, or fails with ErrNotFound
+	// (no such token, or match said no), ErrTokenUsed (used already, or the
+	// agent has a key), ErrTokenExpired (ExpiresAt is not after now) or
+	// ErrInvalid (empty fingerprint), changing nothing.
+	UseEnrollToken(ctx context.Context, id string, match func(hash []byte) bool, fingerprint string, now time.Time) (agent string, err error)
+
+	// SetPendingFingerprint records the named agent's next key, replacing
+	// an earlier pending one. It fails with ErrNotFound, and with ErrInvalid
+	// when fingerprint is empty or is the current key, or the agent has no
+	// key yet (it waits for enrollment).
+	SetPendingFingerprint(ctx context.Context, name, fingerprint string) error
+	// PromoteFingerprint makes the named agent's pending key its key, if
+	// the pending key is fingerprint; the old key is forgotten. It fails
+	// with ErrNotFound when there is no such agent or its pending key is not
+	// fingerprint (any more).
+	PromoteFingerprint(ctx context.Context, name, fingerprint string) error
 
 	// Routes returns every route, sorted by name.
 	Routes(ctx context.Context) ([]Route, error)

@@ -73,6 +73,27 @@ func validateName(what, name string) error {
 	return nil
 }
 
+// Validate reports whether t can be stored: an id, a valid agent name, a
+// 32-byte hash and an expiry after its creation are required.
+func (t EnrollToken) Validate() error {
+	if strings.TrimSpace(t.ID) == "" {
+		return fmt.Errorf("enrollment token: id is empty: %w", ErrInvalid)
+	}
+	if err := validateName(fmt.Sprintf("enrollment token %q: agent name", t.ID), t.Agent); err != nil {
+		return err
+	}
+	if len(t.Hash) != 32 {
+		return fmt.Errorf("enrollment token %q: hash is %d bytes, want 32 (SHA-256): %w", t.ID, len(t.Hash), ErrInvalid)
+	}
+	if t.ExpiresAt.IsZero() {
+		return fmt.Errorf("enrollment token %q: no expiry: %w", t.ID, ErrInvalid)
+	}
+	if !t.CreatedAt.IsZero() && !t.ExpiresAt.After(t.CreatedAt) {
+		return fmt.Errorf("enrollment token %q: expires before it is created: %w", t.ID, ErrInvalid)
+	}
+	return nil
+}
+
 // withDefaults returns r with the defaults AddRoute documents filled in.
 func (r Route) withDefaults(now time.Time) Route {
 	if r.Protocol == "" {

@@ -31,6 +31,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Routes", func(t *testing.T) { testRoutes(t, o) })
 	t.Run("Concurrency", func(t *testing.T) { testConcurrency(t, o) })
 	t.Run("Lifecycle", func(t *testing.T) { testLifecycle(t, o) })
+	t.Run("Enrollment", func(t *testing.T) { testEnrollment(t, o) })
 }
 
 // timePrecision is the coarsest timestamp precision a backend may keep.
