@@ -11,17 +11,38 @@
 //	DELETE /agents/{name}
 //	POST   /agents/{name}/disable
 //	POST   /agents/{name}/enable
+//	POST   /agents/{name}/token     EnrollTokenRequest → EnrollToken
+//	POST   /agents/{name}/rotate    → RotateKeyResult
 //	GET    /routes                  []Route
 //	POST   /routes                  AddRouteRequest → Route
 //	DELETE /routes/{name}
 //
+// POST /agents/{name}/token makes a one-time enrollment token for the agent:
+// it registers the agent without a key if there is none of that name, and
+// replaces the unused token of one still waiting for enrollment (the old
+// token stops working); an agent that has a key already gets 409. The body
+// may be empty or {"expires_in_seconds": N}: the token's lifetime, default
+// 86400 (24 hours), 60 to 2592000 (30 days). The answer holds the token
+// (a secret, shown once: the server keeps only its hash), its expiry, and
+// the fingerprint of the CA agents pin ("sha256:" and base64url of the
+// SHA-256 of the CA certificate's DER), for `tunnel-agent enroll`.
+//
+// POST /agents/{name}/rotate asks the connected agent for a new key and
+// waits, at most 20 seconds, until the agent has connected with it; the
+// answer holds the old and the new fingerprint. 409 when the agent is not
+// connected, speaks protocol version 1 or waits for enrollment, or a
+// rotation is already under way; 504 when the agent did not finish in
+// time (its old key then stays valid).
+//
 // Errors are {"error": "..."} with status 400 (invalid), 401 (no or wrong
-// token), 404 (not found), 409 (exists, in use, address in use) or 500.
+// token), 404 (not found), 409 (exists, in use, address in use, state does
+// not allow it), 504 (timed out) or 500.
 package admin
 
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"time"
 )
 
@@ -32,6 +53,8 @@ var (
 	ErrInvalid = errors.New("invalid request")
 	// ErrConflict: the request clashes with the current state.
 	ErrConflict = errors.New("conflict")
+	// ErrTimeout: the request's work did not finish in time.
+	ErrTimeout = errors.New("timed out")
 )
 
 // Invalid marks err as an invalid request (400) without changing its text.
@@ -40,6 +63,10 @@ func Invalid(err error) error { return &kindError{kind: ErrInvalid, err: err} }
 // Conflict marks err as a conflict with the current state (409) without
 // changing its text.
 func Conflict(err error) error { return &kindError{kind: ErrConflict, err: err} }
+
+// Timeout marks err as work that did not finish in time (504) without
+// changing its text.
+func Timeout(err error) error { return &kindError{kind: ErrTimeout, err: err} }
 
 type kindError struct{ kind, err error }
 
@@ -56,14 +83,21 @@ type API interface {
 	Routes(ctx context.Context) ([]Route, error)
 	AddRoute(ctx context.Context, req AddRouteRequest) (*Route, error)
 	RemoveRoute(ctx context.Context, name string) error
+	IssueEnrollToken(ctx context.Context, name string, req EnrollTokenRequest) (*EnrollToken, error)
+	RotateAgentKey(ctx context.Context, name string) (*RotateKeyResult, error)
 }
 
 // Agent is a registered agent and, when it is connected, its connection.
 type Agent struct {
-	Name        string    `json:"name"`
-	Fingerprint string    `json:"fingerprint"`
-	Disabled    bool      `json:"disabled"`
-	Created     time.Time `json:"created"`
+	Name        string `json:"name"`
+	Fingerprint string `json:"fingerprint"` // empty while waiting for enrollment
+	// Waiting is set for an agent registered with an enrollment token that
+	// has not enrolled yet: it has no key, and no connection is accepted.
+	Waiting bool `json:"waiting_for_enrollment,omitempty"`
+	// PendingFingerprint is the next key during a key rotation.
+	PendingFingerprint string    `json:"pending_fingerprint,omitempty"`
+	Disabled           bool      `json:"disabled"`
+	Created            time.Time `json:"created"`
 
 	Online    bool       `json:"online"`
 	Since     *time.Time `json:"since,omitempty"`     // connected since
@@ -122,6 +156,40 @@ type Status struct {
 type AddAgentRequest struct {
 	Name        string `json:"name"`
 	Fingerprint string `json:"fingerprint"`
+}
+
+// EnrollTokenRequest asks for an enrollment token.
+type EnrollTokenRequest struct {
+	// ExpiresInSeconds is the token's lifetime; 0 means 86400 (24 hours).
+	ExpiresInSeconds int64 `json:"expires_in_seconds,omitempty"`
+}
+
+// EnrollToken is a new one-time enrollment token. Token is a secret: it is
+// shown once, and never logged (LogValue leaves it out).
+type EnrollToken struct {
+	Agent   string    `json:"agent"`
+	Token   string    `json:"token"`
+	TokenID string    `json:"token_id"` // the token's public part
+	Expires time.Time `json:"expires"`
+	// CAFingerprint identifies the CA certificate agents pin, for
+	// `tunnel-agent enroll --ca-fingerprint`; empty when the server does not
+	// know it.
+	CAFingerprint string `json:"ca_fingerprint,omitempty"`
+	// Created is set when this request registered the agent.
+	Created bool `json:"created"`
+}
+
+// LogValue logs t without its secret.
+func (t EnrollToken) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("agent", t.Agent), slog.String("token_id", t.TokenID),
+		slog.Time("expires", t.Expires), slog.String("ca_fingerprint", t.CAFingerprint))
+}
+
+// RotateKeyResult is the outcome of a key rotation.
+type RotateKeyResult struct {
+	Agent          string `json:"agent"`
+	OldFingerprint string `json:"old_fingerprint"`
+	Fingerprint    string `json:"fingerprint"`
 }
 
 // AddRouteRequest adds a route.

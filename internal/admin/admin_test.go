@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tunnelrelay/tunnel/internal/store"
 )
@@ -32,6 +33,12 @@ func (f *fakeAPI) AddRoute(_ context.Context, r AddRouteRequest) (*Route, error)
 	return &Route{Name: r.Name, Listen: r.Listen}, f.err
 }
 func (f *fakeAPI) RemoveRoute(context.Context, string) error { return f.err }
+func (f *fakeAPI) IssueEnrollToken(_ context.Context, name string, r EnrollTokenRequest) (*EnrollToken, error) {
+	return &EnrollToken{Agent: name, Token: "tse_secret", Expires: time.Unix(r.ExpiresInSeconds, 0).UTC()}, f.err
+}
+func (f *fakeAPI) RotateAgentKey(_ context.Context, name string) (*RotateKeyResult, error) {
+	return &RotateKeyResult{Agent: name}, f.err
+}
 
 func serve(t *testing.T, api API) *httptest.Server {
 	t.Helper()
@@ -85,6 +92,7 @@ func TestErrorStatus(t *testing.T) {
 		{fmt.Errorf("agent %q: %w", "a", store.ErrInUse), http.StatusConflict},
 		{Invalid(errors.New("bad name")), http.StatusBadRequest},
 		{Conflict(errors.New("port in use")), http.StatusConflict},
+		{Timeout(errors.New("agent did not answer")), http.StatusGatewayTimeout},
 		{errors.New("disk on fire"), http.StatusInternalServerError},
 	} {
 		t.Run(tc.err.Error(), func(t *testing.T) {
@@ -126,5 +134,44 @@ func TestUnreachable(t *testing.T) {
 	_, err := NewClient("127.0.0.1:1", "t").Agents(context.Background())
 	if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "tunnel-server run") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestEnrollTokenEndpoints(t *testing.T) {
+	srv := serve(t, &fakeAPI{})
+	c := NewClient(strings.TrimPrefix(srv.URL, "http://"), "secret-token")
+	tok, err := c.IssueEnrollToken(context.Background(), "acme", EnrollTokenRequest{ExpiresInSeconds: 3600})
+	if err != nil || tok.Agent != "acme" || tok.Expires.Unix() != 3600 {
+		t.Fatalf("IssueEnrollToken = %+v, %v", tok, err)
+	}
+	res, err := c.RotateAgentKey(context.Background(), "acme")
+	if err != nil || res.Agent != "acme" {
+		t.Fatalf("RotateAgentKey = %+v, %v", res, err)
+	}
+	post := func(body string) int {
+		t.Helper()
+		req, _ := http.NewRequest("POST", srv.URL+"/api/v1/agents/acme/token", strings.NewReader(body))
+		if body == "" {
+			req.Body, req.ContentLength = http.NoBody, 0
+		}
+		req.Header.Set("Authorization", "Bearer secret-token")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post(""); code != http.StatusOK {
+		t.Errorf("no body: status %d, want 200 (the defaults)", code)
+	}
+	if code := post(`{"expires_in":60}`); code != http.StatusBadRequest {
+		t.Errorf("a misspelt field gave %d, want 400", code)
+	}
+
+	var b strings.Builder
+	slog.New(slog.NewJSONHandler(&b, nil)).Info("issued", "token", EnrollToken{Agent: "acme", Token: "tse_the-secret", TokenID: "0011"})
+	if strings.Contains(b.String(), "the-secret") || !strings.Contains(b.String(), "0011") {
+		t.Errorf("log line %s: want the id, not the token", b.String())
 	}
 }

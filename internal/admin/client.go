@@ -141,4 +141,14 @@ func (c *Client) RemoveRoute(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodDelete, "/routes/"+url.PathEscape(name), nil, nil)
 }
 
+func (c *Client) IssueEnrollToken(ctx context.Context, name string, req EnrollTokenRequest) (*EnrollToken, error) {
+	var t EnrollToken
+	return &t, c.do(ctx, http.MethodPost, "/agents/"+url.PathEscape(name)+"/token", req, &t)
+}
+
+func (c *Client) RotateAgentKey(ctx context.Context, name string) (*RotateKeyResult, error) {
+	var r RotateKeyResult
+	return &r, c.do(ctx, http.MethodPost, "/agents/"+url.PathEscape(name)+"/rotate", nil, &r)
+}
+
 var _ API = (*Client)(nil)

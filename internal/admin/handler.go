@@ -27,6 +27,8 @@ func Handler(api API, token string, log *slog.Logger) http.Handler {
 	mux.HandleFunc("DELETE /api/v1/agents/{name}", h.removeAgent)
 	mux.HandleFunc("POST /api/v1/agents/{name}/disable", h.setDisabled(true))
 	mux.HandleFunc("POST /api/v1/agents/{name}/enable", h.setDisabled(false))
+	mux.HandleFunc("POST /api/v1/agents/{name}/token", h.issueEnrollToken)
+	mux.HandleFunc("POST /api/v1/agents/{name}/rotate", h.rotateAgentKey)
 	mux.HandleFunc("GET /api/v1/routes", h.routes)
 	mux.HandleFunc("POST /api/v1/routes", h.addRoute)
 	mux.HandleFunc("DELETE /api/v1/routes/{name}", h.removeRoute)
@@ -77,6 +79,20 @@ func (h *handler) setDisabled(disabled bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		h.reply(w, nil, h.api.SetAgentDisabled(r.Context(), r.PathValue("name"), disabled))
 	}
+}
+
+func (h *handler) issueEnrollToken(w http.ResponseWriter, r *http.Request) {
+	var req EnrollTokenRequest
+	if r.ContentLength != 0 && !decode(w, r, &req) {
+		return
+	}
+	t, err := h.api.IssueEnrollToken(r.Context(), r.PathValue("name"), req)
+	h.reply(w, t, err)
+}
+
+func (h *handler) rotateAgentKey(w http.ResponseWriter, r *http.Request) {
+	res, err := h.api.RotateAgentKey(r.Context(), r.PathValue("name"))
+	h.reply(w, res, err)
 }
 
 func (h *handler) routes(w http.ResponseWriter, r *http.Request) {
@@ -134,6 +150,8 @@ func statusOf(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, ErrConflict), errors.Is(err, store.ErrExists), errors.Is(err, store.ErrInUse):
 		return http.StatusConflict
+	case errors.Is(err, ErrTimeout):
+		return http.StatusGatewayTimeout
 	}
 	return http.StatusInternalServerError
 }

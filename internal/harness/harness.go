@@ -74,9 +74,18 @@ func StartServer(ctx context.Context, cfg Config) (*Server, error) {
 		}
 		cfg.Options.PostgresTLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	}
-	tlsConf, err := auth.ServerConfig(certPEM, keyPEM)
+	// As tunnel-server run does: the CA goes in the chain, for agents that
+	// enroll by its fingerprint.
+	chainPEM, err := auth.AppendCACert(certPEM, ca.CertPEM())
 	if err != nil {
 		return nil, err
+	}
+	tlsConf, err := auth.ServerConfig(chainPEM, keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Options.CAFingerprint == "" {
+		cfg.Options.CAFingerprint = auth.CertFingerprint(ca.Cert)
 	}
 	st, err := store.OpenSQLite(ctx, filepath.Join(cfg.Dir, "tunnel.db"))
 	if err != nil {

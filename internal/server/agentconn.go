@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,12 +31,15 @@ type agentConn struct {
 	remote    string
 	transport string
 	fallback  string // why the agent is on TLS although it prefers QUIC
+	proto     int    // the protocol version of the connection (Welcome's)
+	key       string // fingerprint of the key the connection proved
 	log       *slog.Logger
 
 	writeMu sync.Mutex // one frame at a time on ctl
 
 	sessions atomic.Int64 // open data streams
 	rtt      atomic.Int64 // last heartbeat round trip, ns
+	rotating atomic.Bool  // a key rotation asked for by the server is under way
 
 	recvMu sync.Mutex
 	recvCh chan struct{} // closed and replaced whenever a frame arrives
@@ -68,7 +72,7 @@ func (s *Server) serveAgent(sess mux.Session) {
 	}
 	log = log.With(logging.KeyAgent, id.Name)
 
-	ctl, hello, err := s.readHello(sess)
+	ctl, hello, enroll, err := s.readHello(sess)
 	if ctl != nil {
 		var guard sync.WaitGroup
 		guard.Add(1)
@@ -90,6 +94,9 @@ func (s *Server) serveAgent(sess mux.Session) {
 		log.Info("agent handshake failed", logging.KeyErr, err)
 		sess.Close()
 		return
+	case enroll != nil:
+		s.serveEnroll(sess, ctl, id, enroll)
+		return
 	}
 	if hello.Version < proto.MinVersion {
 		refuse(proto.RefuseUnsupportedVersion, fmt.Sprintf("protocol version %d is too old; this server needs %d or newer: upgrade tunnel-agent", hello.Version, proto.MinVersion))
@@ -99,7 +106,8 @@ func (s *Server) serveAgent(sess mux.Session) {
 		refuse(proto.RefuseBadHello, err.Error())
 		return
 	}
-	if _, err := s.verifier.Verify(s.ctx, id); err != nil {
+	pendingKey, err := s.verifier.Verify(s.ctx, id)
+	if err != nil {
 		code, msg := refusalFor(id.Name, err)
 		refuse(code, msg)
 		return
@@ -116,6 +124,10 @@ func (s *Server) serveAgent(sess mux.Session) {
 		ctl.SetWriteDeadline(time.Now().Add(s.opt.HandshakeTimeout))
 		if err := proto.WriteJSON(ctl, proto.FrameWelcome, welcome); err == nil {
 			log.Info("agent check succeeded")
+			if welcome.Version >= 2 {
+				// tunnel-agent rotate announces its new key here.
+				s.serveProbe(ctl, id, log)
+			}
 		}
 		s.closeWhenPeerDone(sess, ctl)
 		return
@@ -133,6 +145,8 @@ func (s *Server) serveAgent(sess mux.Session) {
 		remote:    sess.RemoteAddr().String(),
 		transport: sess.Transport(),
 		fallback:  proto.ClipFallback(hello.Fallback),
+		proto:     welcome.Version,
+		key:       id.Fingerprint,
 		log:       log,
 		recvCh:    make(chan struct{}),
 		ended:     make(chan struct{}),
@@ -144,6 +158,16 @@ func (s *Server) serveAgent(sess mux.Session) {
 	if err := s.claim(ac); err != nil {
 		refuse(refuseCodeOf(err), err.Error())
 		return
+	}
+	if pendingKey {
+		// The agent proved its new key on the connection that is now its
+		// live one: from now on only that key is accepted.
+		if err := s.promoteKey(ac); err != nil {
+			s.release(ac)
+			log.Error("agent key not promoted", logging.KeyErr, err)
+			refuse(proto.RefuseInternal, "the server could not register the agent's new key; it will be retried")
+			return
+		}
 	}
 	ctl.SetWriteDeadline(time.Now().Add(s.opt.HandshakeTimeout))
 	if err := proto.WriteJSON(ctl, proto.FrameWelcome, welcome); err != nil {
@@ -165,33 +189,45 @@ func (s *Server) serveAgent(sess mux.Session) {
 }
 
 // readHello waits for the control stream and its Hello, together within
-// one handshake timeout; Close cuts the wait short.
-func (s *Server) readHello(sess mux.Session) (mux.Stream, *proto.Hello, error) {
+// one handshake timeout; Close cuts the wait short. An enrolling agent sends
+// Enroll instead, returned in place of the Hello.
+func (s *Server) readHello(sess mux.Session) (mux.Stream, *proto.Hello, *proto.Enroll, error) {
 	ctx, cancel := context.WithTimeout(s.ctx, s.opt.HandshakeTimeout)
 	defer cancel()
 	ctl, err := sess.AcceptStream(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("no control stream: %w", err)
+		return nil, nil, nil, fmt.Errorf("no control stream: %w", err)
 	}
 	stop := mux.BindDeadline(ctx, ctl)
 	defer stop()
 	t, payload, err := proto.ReadFrame(ctl, s.opt.MaxHeaderSize)
 	if err != nil {
-		return ctl, nil, fmt.Errorf("read hello: %w", err)
+		return ctl, nil, nil, fmt.Errorf("read hello: %w", err)
 	}
-	if t != proto.FrameHello {
-		return ctl, nil, fmt.Errorf("%w: %s, want hello", proto.ErrUnexpected, t)
+	var (
+		h proto.Hello
+		e proto.Enroll
+	)
+	switch t {
+	case proto.FrameHello:
+		err = proto.DecodeJSON(t, payload, &h)
+	case proto.FrameEnroll:
+		err = proto.DecodeJSON(t, payload, &e)
+	default:
+		return ctl, nil, nil, fmt.Errorf("%w: %s, want hello", proto.ErrUnexpected, t)
 	}
-	var h proto.Hello
-	if err := proto.DecodeJSON(t, payload, &h); err != nil {
-		return ctl, nil, err
+	if err != nil {
+		return ctl, nil, nil, err
 	}
 	if !stop() {
 		// The timeout fired just now and has set a past deadline.
-		return ctl, nil, fmt.Errorf("read hello: %w", ctx.Err())
+		return ctl, nil, nil, fmt.Errorf("read hello: %w", ctx.Err())
 	}
 	ctl.SetDeadline(time.Time{})
-	return ctl, &h, nil
+	if t == proto.FrameEnroll {
+		return ctl, nil, &e, nil
+	}
+	return ctl, &h, nil, nil
 }
 
 // refuseExtraStreams ends the session when the agent opens a stream beyond
@@ -421,6 +457,14 @@ func (ac *agentConn) readLoop() error {
 			if err := ac.write(proto.FramePong, p); err != nil {
 				return err
 			}
+		case proto.FrameNewKey:
+			if ac.proto < 2 {
+				return fmt.Errorf("%w: %s on a version %d connection", proto.ErrUnexpected, t, ac.proto)
+			}
+			reply := ac.srv.acceptNewKey(ac.name, p, ac.log)
+			if err := ac.writeJSON(proto.FrameKeyAccepted, reply); err != nil {
+				return err
+			}
 		default:
 			// Frames from newer agents that this server does not know.
 			ac.log.Debug("ignoring control frame", "frame", t.String())
@@ -434,6 +478,15 @@ func (ac *agentConn) write(t proto.FrameType, payload []byte) error {
 	defer ac.writeMu.Unlock()
 	ac.ctl.SetWriteDeadline(time.Now().Add(ac.srv.opt.HeartbeatTimeout))
 	return proto.WriteFrame(ac.ctl, t, payload)
+}
+
+// writeJSON sends one JSON frame on the control stream.
+func (ac *agentConn) writeJSON(t proto.FrameType, v any) error {
+	payload, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return ac.write(t, payload)
 }
 
 func (ac *agentConn) markRecv() {

@@ -53,7 +53,7 @@ func (s *Server) RemoveAgent(ctx context.Context, name string) error {
 		return err
 	}
 	s.log.Info("agent removed", logging.KeyAgent, name)
-	if ac := s.liveAgent(name); ac != nil {
+	for _, ac := range s.agentConns(name) {
 		ac.kick(proto.RefuseUnknownAgent, fmt.Sprintf("agent %q was removed from this server", name))
 	}
 	return nil
@@ -70,7 +70,7 @@ func (s *Server) SetAgentDisabled(ctx context.Context, name string, disabled boo
 		return nil
 	}
 	s.log.Info("agent disabled", logging.KeyAgent, name)
-	if ac := s.liveAgent(name); ac != nil {
+	for _, ac := range s.agentConns(name) {
 		ac.kick(proto.RefuseAgentDisabled, fmt.Sprintf("agent %q was disabled on this server", name))
 	}
 	return nil
@@ -90,7 +90,8 @@ func (s *Server) Agents(ctx context.Context) ([]admin.Agent, error) {
 }
 
 func (s *Server) agentInfo(a store.Agent) admin.Agent {
-	info := admin.Agent{Name: a.Name, Fingerprint: a.Fingerprint, Disabled: a.Disabled, Created: a.CreatedAt}
+	info := admin.Agent{Name: a.Name, Fingerprint: a.Fingerprint, Waiting: a.Fingerprint == "",
+		PendingFingerprint: a.PendingFingerprint, Disabled: a.Disabled, Created: a.CreatedAt}
 	if ac := s.liveAgent(a.Name); ac != nil {
 		since := ac.since.UTC()
 		info.Online = true

@@ -65,6 +65,9 @@ type Options struct {
 	// the first one to answer a ping before it replaces it. Default 2s, and
 	// never more than HeartbeatTimeout.
 	LivenessTimeout time.Duration
+	// CAFingerprint is the auth.CertFingerprint of the CA certificate agents
+	// pin, handed out with enrollment tokens; empty when not known.
+	CAFingerprint string
 }
 
 func (o *Options) setDefaults() {
@@ -111,6 +114,7 @@ type Server struct {
 
 	nextSession atomic.Uint64
 	cancels     dbproxy.CancelKeys // PostgreSQL cancel keys, shared by every route
+	enrollFails failLimiter        // failed enrollment attempts by peer address
 
 	routeMu sync.Mutex // serializes AddRoute and RemoveRoute: store and map change together
 
@@ -153,7 +157,7 @@ func (s *Server) lookupAgent(ctx context.Context, name string) (auth.Registratio
 	if err != nil {
 		return auth.Registration{}, err
 	}
-	return auth.Registration{Fingerprint: a.Fingerprint, Disabled: a.Disabled}, nil
+	return auth.Registration{Fingerprint: a.Fingerprint, Pending: a.PendingFingerprint, Disabled: a.Disabled}, nil
 }
 
 // Open starts serving agents from ln and opens the listeners of every stored

@@ -1,0 +1,73 @@
+package agent
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+
+	"github.com/tunnelrelay/tunnel/internal/proto"
+	"github.com/tunnelrelay/tunnel/pkg/mux"
+)
+
+// Enrollment is what the server said to an enrolling agent.
+type Enrollment struct {
+	// Agent is the name the token was issued for.
+	Agent string
+	// Fingerprint is the key the server registered for it.
+	Fingerprint string
+	// ServerChain is the certificate chain the server presented, leaf
+	// first: where `tunnel-agent enroll` finds the CA it pins.
+	ServerChain []*x509.Certificate
+}
+
+// Enroll registers the key of Options.TLSConfig's client certificate with a
+// one-time enrollment token: it connects over TLS (the agent's TLS dial
+// path, whatever Options.Transport says), sends Enroll in place of Hello,
+// and returns what the server answered. A refusal is a *proto.Refuse.
+// Options.TLSConfig decides whether the server is trusted (see
+// auth.PinnedCAConfig); Targets play no part.
+func (a *Agent) Enroll(ctx context.Context, token string) (*Enrollment, error) {
+	sess, err := a.dial(ctx, TransportTLS)
+	if err != nil {
+		return nil, err
+	}
+	defer sess.Close()
+	ctx, cancel := context.WithTimeout(ctx, a.opt.HandshakeTimeout)
+	defer cancel()
+	ctl, err := sess.OpenStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	stop := mux.BindDeadline(ctx, ctl)
+	defer stop()
+	e := &proto.Enroll{Version: proto.Version, AgentVersion: a.opt.Version, Token: token}
+	if err := proto.WriteJSON(ctl, proto.FrameEnroll, e); err != nil {
+		return nil, fmt.Errorf("send enrollment: %w", err)
+	}
+	t, p, err := proto.ReadFrame(ctl, a.opt.MaxHeaderSize)
+	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (no answer within %v)", err, a.opt.HandshakeTimeout)
+		}
+		return nil, fmt.Errorf("no answer to enrollment: %w", err)
+	}
+	switch t {
+	case proto.FrameEnrolled:
+		var ok proto.Enrolled
+		if err := proto.DecodeJSON(t, p, &ok); err != nil {
+			return nil, err
+		}
+		chain := sess.ConnectionState().PeerCertificates
+		// Hang up at once: the server waits for it before it closes.
+		sess.Close()
+		a.log.Info("enrolled", "agent", ok.Agent, "fingerprint", ok.Fingerprint)
+		return &Enrollment{Agent: ok.Agent, Fingerprint: ok.Fingerprint, ServerChain: chain}, nil
+	case proto.FrameRefuse:
+		var ref proto.Refuse
+		if err := proto.DecodeJSON(t, p, &ref); err != nil {
+			return nil, err
+		}
+		return nil, &ref
+	}
+	return nil, fmt.Errorf("%w: %s in answer to enrollment", proto.ErrUnexpected, t)
+}
