@@ -13,44 +13,73 @@ import (
 	"github.com/tunnelrelay/tunnel/internal/admin"
 	"github.com/tunnelrelay/tunnel/internal/cli"
 	"github.com/tunnelrelay/tunnel/internal/config"
+	"github.com/tunnelrelay/tunnel/internal/server"
 	"github.com/tunnelrelay/tunnel/pkg/auth"
 )
 
 func (a *app) agentCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "agent",
-		Short: "Register, list, disable and remove agents",
-		Example: `  tunnel-server agent add acme --out acme.toml
+		Short: "Register, list, rotate, disable and remove agents",
+		Example: `  tunnel-server agent add acme --token
+  tunnel-server agent add acme --out acme.toml
   tunnel-server agent list
+  tunnel-server agent rotate acme
   tunnel-server agent disable acme
   tunnel-server agent remove acme`,
 	}
-	cmd.AddCommand(a.agentAddCmd(), a.agentListCmd(),
+	cmd.AddCommand(a.agentAddCmd(), a.agentListCmd(), a.agentRotateCmd(),
 		a.agentSetCmd("disable", true), a.agentSetCmd("enable", false), a.agentRemoveCmd())
 	return cmd
 }
 
 func (a *app) agentAddCmd() *cobra.Command {
-	var out string
+	var (
+		out     string
+		token   bool
+		expires time.Duration
+	)
 	cmd := &cobra.Command{
-		Use:   "add NAME [--out FILE]",
-		Short: "Register an agent and write its ready-to-run config file",
-		Long: `add makes a new key for the agent, registers the key's fingerprint with the
-running server (the server never holds the key), and writes a tunnel-agent
-config with the server's address, its CA and the key, mode 0600.
+		Use:   "add NAME [--token [--expires 24h] | --out FILE]",
+		Short: "Register an agent: with a one-time enrollment token, or with a config file made here",
+		Long: `With --token, add registers the agent without a key and prints a one-time
+enrollment token, the fingerprint of the server's CA and the exact
+'tunnel-agent enroll' command to run on the agent's host. There, enroll makes
+the agent's key (which never leaves that host), checks this server by its CA
+fingerprint, registers the key with the token, and writes the agent's config.
+The token works once, until it expires (--expires, default 24h, at most
+720h); the server keeps only its hash. Until it enrolls, the agent is listed
+as "waiting for enrollment" and no key is accepted for it. Running add
+--token again for an agent still waiting issues a new token and cancels the
+old one (for a token that expired or was lost).
 
-Copy that file to the agent's host (as /etc/tunnel-agent.toml, say), declare
-the databases the agent may reach as [[targets]], and run 'tunnel-agent run'.
-The file is the agent's credential: keep it private.`,
-		Example: `  tunnel-server agent add acme                      # writes ./tunnel-agent-acme.toml
+Without --token, add makes a new key for the agent here, registers the key's
+fingerprint with the running server (the server never holds the key), and
+writes a tunnel-agent config with the server's address, its CA and the key,
+mode 0600. Copy that file to the agent's host (as /etc/tunnel-agent.toml,
+say), declare the databases the agent may reach as [[targets]], and run
+'tunnel-agent run'. The file is the agent's credential: keep it private.`,
+		Example: `  tunnel-server agent add acme --token              # prints the tunnel-agent enroll command
+  tunnel-server agent add acme --token --expires 1h
+  tunnel-server agent add acme                      # writes ./tunnel-agent-acme.toml
   tunnel-server agent add acme --out /tmp/acme.toml
   tunnel-server agent add acme --out - | ssh bastion 'umask 077; cat > /etc/tunnel-agent.toml'`,
 		Args: cli.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if token {
+				return a.addAgentToken(cmd, args[0], expires)
+			}
+			if cmd.Flags().Changed("expires") {
+				return cli.Usage(errors.New("--expires goes with --token"))
+			}
 			return a.addAgent(cmd, args[0], out)
 		},
 	}
-	cmd.Flags().StringVar(&out, "out", "", `file to write the agent config to, or "-" for stdout (default ./tunnel-agent-NAME.toml)`)
+	f := cmd.Flags()
+	f.StringVar(&out, "out", "", `file to write the agent config to, or "-" for stdout (default ./tunnel-agent-NAME.toml)`)
+	f.BoolVar(&token, "token", false, "register the agent for enrollment: print a one-time token for 'tunnel-agent enroll' instead of writing a config")
+	f.DurationVar(&expires, "expires", server.DefaultEnrollTokenTTL, "how long the enrollment token is valid (1m to 720h)")
+	cmd.MarkFlagsMutuallyExclusive("token", "out")
 	return cmd
 }
 
@@ -139,9 +168,14 @@ func printAgents(cmd *cobra.Command, agents []admin.Agent) {
 			targets = joinOrDash(ag.Targets)
 		case ag.Disabled:
 			state = "disabled"
+		case ag.Waiting:
+			state = "waiting for enrollment"
 		}
 		if ag.Online && ag.Disabled {
 			state = "online, disabled"
+		}
+		if ag.PendingFingerprint != "" {
+			state += ", new key pending"
 		}
 		if ag.Online && ag.Fallback != "" {
 			transport += "*"

@@ -97,7 +97,11 @@ func serve(ctx context.Context, cfg *config.Server, log *slog.Logger) error {
 	if err != nil {
 		return cli.Usage(fmt.Errorf("server.key: %w", err))
 	}
-	tlsConf, err := auth.ServerConfig(certPEM, keyPEM)
+	chainPEM, caFingerprint, err := withCA(cfg, certPEM)
+	if err != nil {
+		return cli.Usage(err)
+	}
+	tlsConf, err := auth.ServerConfig(chainPEM, keyPEM)
 	if err != nil {
 		return cli.Usage(err)
 	}
@@ -140,6 +144,7 @@ func serve(ctx context.Context, cfg *config.Server, log *slog.Logger) error {
 		HalfCloseTimeout:    l.HalfCloseTimeout.Duration,
 		PostgresTLS:         pgTLS,
 		PostgresDomain:      cfg.Postgres.Domain,
+		CAFingerprint:       caFingerprint,
 	})
 	if err != nil {
 		ln.Close()

@@ -29,6 +29,9 @@ type AgentTemplate struct {
 	// Created is when the agent was added, noted in a comment; the zero
 	// time leaves the date out.
 	Created time.Time
+	// WrittenBy names the command that wrote the file, in that comment;
+	// empty means "tunnel-server agent add".
+	WrittenBy string
 }
 
 // agentTemplateView is an AgentTemplate with its key redacted, for
@@ -37,10 +40,11 @@ type agentTemplateView struct {
 	Agent, ServerAddress, CAPEM string
 	KeyPEM                      Secret
 	Created                     time.Time
+	WrittenBy                   string
 }
 
 func (t AgentTemplate) redacted() agentTemplateView {
-	return agentTemplateView{t.Agent, t.ServerAddress, t.CAPEM, Secret(t.KeyPEM), t.Created}
+	return agentTemplateView{t.Agent, t.ServerAddress, t.CAPEM, Secret(t.KeyPEM), t.Created, t.WrittenBy}
 }
 
 // Format formats t for every fmt verb with KeyPEM redacted.
@@ -79,6 +83,9 @@ func RenderAgent(t AgentTemplate) ([]byte, error) {
 	check("agent key", "", checkPrivateKeyPEM(t.KeyPEM))
 	if err := joinErrors(errs); err != nil {
 		return nil, fmt.Errorf("render agent config: %w", err)
+	}
+	if t.WrittenBy == "" {
+		t.WrittenBy = "tunnel-server agent add"
 	}
 	data := struct {
 		AgentTemplate
@@ -165,33 +172,65 @@ func render(tmpl *template.Template, data any, load func([]byte) error) ([]byte,
 
 // writeNew creates path with mode 0600 and writes data to it, refusing to
 // replace an existing file. A partly written file is removed.
-func writeNew(path string, data []byte) (err error) {
+func writeNew(path string, data []byte) error {
+	f, err := CreateFile(path)
+	if err != nil {
+		return err
+	}
+	return f.Write(data)
+}
+
+// NewFile is a config file created empty, mode 0600, for contents known
+// only later: `tunnel-agent enroll` makes sure it can write its file before
+// it spends its one-time token. Write or Remove it.
+type NewFile struct {
+	f    *os.File
+	path string
+}
+
+// CreateFile creates path, empty, with mode 0600, refusing to replace an
+// existing file.
+func CreateFile(path string) (*NewFile, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("write %s: refusing to overwrite an existing file (remove it or write elsewhere): %w", path, fs.ErrExist)
+		return nil, fmt.Errorf("write %s: refusing to overwrite an existing file (remove it or write elsewhere): %w", path, fs.ErrExist)
 	}
 	if err != nil {
-		return fmt.Errorf("write config: %w", err)
+		return nil, fmt.Errorf("write config: %w", err)
 	}
+	// The umask may have cleared bits; make the mode exactly 0600.
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("write config: %w", err)
+	}
+	return &NewFile{f: f, path: path}, nil
+}
+
+// Write writes data to the file, syncs and closes it. On failure the file
+// is removed.
+func (n *NewFile) Write(data []byte) (err error) {
 	defer func() {
-		if cerr := f.Close(); err == nil && cerr != nil {
+		if cerr := n.f.Close(); err == nil && cerr != nil {
 			err = fmt.Errorf("write config: %w", cerr)
 		}
 		if err != nil {
-			os.Remove(path)
+			os.Remove(n.path)
 		}
 	}()
-	// The umask may have cleared bits; make the mode exactly 0600.
-	if err := f.Chmod(0o600); err != nil {
+	if _, err := n.f.Write(data); err != nil {
 		return fmt.Errorf("write config: %w", err)
 	}
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("write config: %w", err)
-	}
-	if err := f.Sync(); err != nil {
+	if err := n.f.Sync(); err != nil {
 		return fmt.Errorf("write config: %w", err)
 	}
 	return nil
+}
+
+// Remove closes and removes the file.
+func (n *NewFile) Remove() {
+	n.f.Close()
+	os.Remove(n.path)
 }
 
 // tomlString quotes s as a TOML basic string.
@@ -232,7 +271,7 @@ var funcs = template.FuncMap{"toml": tomlString, "multiline": tomlMultiline}
 
 var agentTemplate = template.Must(template.New(AgentFile).Funcs(funcs).Parse(`# tunnel-agent configuration for agent {{toml .Agent}}.
 {{- if not .Created.IsZero}}
-# Written by ` + "`tunnel-server agent add`" + ` on {{.Created.UTC.Format "2006-01-02 15:04:05 UTC"}}.
+# Written by ` + "`{{.WrittenBy}}`" + ` on {{.Created.UTC.Format "2006-01-02 15:04:05 UTC"}}.
 {{- end}}
 #
 # This file holds the agent's private key: keep it readable by the agent's
