@@ -39,28 +39,67 @@ agent; wrong key).`,
 	root.SetFlagErrorFunc(cli.FlagErrors)
 	root.SetVersionTemplate("tunnel-agent {{.Version}}\n")
 	a.Register(root, config.AgentFile)
-	root.AddCommand(a.runCmd(), a.checkCmd(), cli.VersionCmd("tunnel-agent"))
+	root.AddCommand(a.runCmd(), a.checkCmd(), a.reloadCmd(), cli.VersionCmd("tunnel-agent"))
 	return root
 }
 
 // load finds and loads the config and builds the engine from it.
 func (a *app) load(log *slog.Logger) (*config.Agent, *agent.Agent, error) {
-	path, err := config.FindAgent(a.Config)
+	cfg, err := a.loadConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	opt, err := engineOptions(cfg, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	eng, err := agent.New(opt)
 	if err != nil {
 		return nil, nil, cli.Usage(err)
+	}
+	return cfg, eng, nil
+}
+
+// loadConfig finds and loads the config.
+func (a *app) loadConfig() (*config.Agent, error) {
+	path, err := config.FindAgent(a.Config)
+	if err != nil {
+		return nil, cli.Usage(err)
 	}
 	cfg, err := config.LoadAgent(path)
 	if err != nil {
-		return nil, nil, cli.Usage(err)
+		return nil, cli.Usage(err)
 	}
+	return cfg, nil
+}
+
+// engineOptions turns a loaded config into the engine's options.
+func engineOptions(cfg *config.Agent, log *slog.Logger) (agent.Options, error) {
 	key, err := auth.ParseAgentKey([]byte(cfg.Agent.Key.Reveal()))
 	if err != nil {
-		return nil, nil, cli.Usage(fmt.Errorf("%s: agent.key: %w", path, err))
+		return agent.Options{}, cli.Usage(fmt.Errorf("%s: agent.key: %w", cfg.Path, err))
 	}
 	tlsConf, err := auth.ClientConfig(cfg.Agent.Name, key, []byte(cfg.Server.CA), cfg.Server.ServerName)
 	if err != nil {
-		return nil, nil, cli.Usage(fmt.Errorf("%s: %w", path, err))
+		return agent.Options{}, cli.Usage(fmt.Errorf("%s: %w", cfg.Path, err))
 	}
+	return agent.Options{
+		Name:             cfg.Agent.Name,
+		ServerAddress:    cfg.Server.Address,
+		TLSConfig:        tlsConf,
+		Targets:          engineTargets(cfg),
+		Version:          version.Get().Version,
+		MaxSessions:      cfg.Agent.MaxSessions,
+		DialTimeout:      cfg.Agent.DialTimeout.Duration,
+		HandshakeTimeout: cfg.Agent.HandshakeTimeout.Duration,
+		HalfCloseTimeout: cfg.Agent.HalfCloseTimeout.Duration,
+		MaxHeaderSize:    cfg.Agent.MaxHeaderSize,
+		Transport:        cfg.Server.Transport,
+		Logger:           log,
+	}, nil
+}
+
+func engineTargets(cfg *config.Agent) []agent.Target {
 	targets := make([]agent.Target, len(cfg.Targets))
 	for i, t := range cfg.Targets {
 		targets[i] = agent.Target{
@@ -72,22 +111,5 @@ func (a *app) load(log *slog.Logger) (*config.Agent, *agent.Agent, error) {
 			TLSServerName: t.TLSServerName,
 		}
 	}
-	eng, err := agent.New(agent.Options{
-		Name:             cfg.Agent.Name,
-		ServerAddress:    cfg.Server.Address,
-		TLSConfig:        tlsConf,
-		Targets:          targets,
-		Version:          version.Get().Version,
-		MaxSessions:      cfg.Agent.MaxSessions,
-		DialTimeout:      cfg.Agent.DialTimeout.Duration,
-		HandshakeTimeout: cfg.Agent.HandshakeTimeout.Duration,
-		HalfCloseTimeout: cfg.Agent.HalfCloseTimeout.Duration,
-		MaxHeaderSize:    cfg.Agent.MaxHeaderSize,
-		Transport:        cfg.Server.Transport,
-		Logger:           log,
-	})
-	if err != nil {
-		return nil, nil, cli.Usage(err)
-	}
-	return cfg, eng, nil
+	return targets
 }

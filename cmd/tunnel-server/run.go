@@ -9,7 +9,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"runtime/debug"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -33,8 +35,17 @@ func (a *app) runCmd() *cobra.Command {
 admin endpoint on admin.listen. Routes and agents come from the database
 and survive restarts.
 
-On SIGINT or SIGTERM it stops accepting agents and clients, lets sessions in
-flight finish for up to limits.drain_timeout, then closes the rest and exits.`,
+On SIGHUP it re-reads the config file and the certificates it names:
+server.cert/key and postgres.cert/key are used for handshakes from then on,
+and limits.max_sessions_per_agent, limits.open_timeout and
+limits.drain_timeout apply to what starts after. Agents and sessions stay
+connected. Other changes need a restart; the log says which. A config that
+does not load changes nothing.
+
+On SIGINT or SIGTERM it stops accepting agents and clients, asks every agent
+to reconnect (they retry within a second, so they are back as soon as the
+server is), lets sessions in flight finish for up to limits.drain_timeout,
+then closes the rest and exits.`,
 		Example: `  tunnel-server run --config /etc/tunnel-server/tunnel-server.toml
   tunnel-server run --log info,mux=debug --json`,
 		Args: cli.NoArgs,
@@ -68,47 +79,16 @@ func tuneGC() {
 	}
 }
 
-// postgresTLS returns the TLS config PostgreSQL clients get: the
-// [postgres] certificate, or the server's own.
-func postgresTLS(cfg *config.Server, certPEM, keyPEM []byte) (*tls.Config, error) {
-	if cfg.Postgres.Cert != "" {
-		var err error
-		if certPEM, err = os.ReadFile(cfg.Postgres.Cert); err != nil {
-			return nil, fmt.Errorf("postgres.cert: %w", err)
-		}
-		if keyPEM, err = os.ReadFile(cfg.Postgres.Key); err != nil {
-			return nil, fmt.Errorf("postgres.key: %w", err)
-		}
-	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		return nil, fmt.Errorf("postgres certificate: %w", err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}}, nil
-}
-
 // serve runs the server described by cfg until ctx is done.
 func serve(ctx context.Context, cfg *config.Server, log *slog.Logger) error {
-	certPEM, err := os.ReadFile(cfg.Server.Cert)
-	if err != nil {
-		return cli.Usage(fmt.Errorf("server.cert: %w", err))
-	}
-	keyPEM, err := os.ReadFile(cfg.Server.Key)
-	if err != nil {
-		return cli.Usage(fmt.Errorf("server.key: %w", err))
-	}
-	chainPEM, caFingerprint, err := withCA(cfg, certPEM)
-	if err != nil {
+	var certs serverCerts
+	if err := certs.load(cfg); err != nil {
 		return cli.Usage(err)
 	}
-	tlsConf, err := auth.ServerConfig(chainPEM, keyPEM)
-	if err != nil {
-		return cli.Usage(err)
-	}
-	pgTLS, err := postgresTLS(cfg, certPEM, keyPEM)
-	if err != nil {
-		return cli.Usage(err)
-	}
+	tlsConf := auth.ServerTLSConfig()
+	certs.agents.Install(tlsConf)
+	pgTLS := &tls.Config{}
+	certs.postgres.Install(pgTLS)
 	token, err := readToken(cfg.Admin.TokenFile)
 	if err != nil {
 		return cli.Usage(err)
@@ -144,7 +124,7 @@ func serve(ctx context.Context, cfg *config.Server, log *slog.Logger) error {
 		HalfCloseTimeout:    l.HalfCloseTimeout.Duration,
 		PostgresTLS:         pgTLS,
 		PostgresDomain:      cfg.Postgres.Domain,
-		CAFingerprint:       caFingerprint,
+		CAFingerprint:       certs.caFingerprint,
 	})
 	if err != nil {
 		ln.Close()
@@ -170,10 +150,21 @@ func serve(ctx context.Context, cfg *config.Server, log *slog.Logger) error {
 	log.Info("tunnel-server running", "version", version.Get().Version, "config", cfg.Path,
 		"agents", ln.Addr().String(), "transports", "tls (tcp), quic (udp)", "admin", cfg.Admin.Listen)
 
-	select {
-	case <-ctx.Done():
-	case err := <-httpDone:
-		log.Error("admin endpoint stopped", logging.KeyErr, err)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+wait:
+	for {
+		select {
+		case <-hup:
+			cfg = reloadServer(cfg, srv, &certs, log)
+			l = &cfg.Limits
+		case <-ctx.Done():
+			break wait
+		case err := <-httpDone:
+			log.Error("admin endpoint stopped", logging.KeyErr, err)
+			break wait
+		}
 	}
 	log.Info("shutting down", "drain_timeout", l.DrainTimeout.Duration)
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -212,4 +203,98 @@ func listenAdmin(a config.AdminSection) (net.Listener, error) {
 		return nil, err
 	}
 	return ln, nil
+}
+
+// serverCerts are the certificates the server presents, replaceable on
+// SIGHUP.
+type serverCerts struct {
+	agents   auth.CertSource // server.cert and the CA, to agents
+	postgres auth.CertSource // postgres.cert, or server.cert, to PostgreSQL clients
+	// caFingerprint is that of server.ca, read at each load; the server
+	// hands out the one current at start.
+	caFingerprint string
+}
+
+// load reads the certificates cfg names and makes them current; on an
+// error neither changes.
+func (c *serverCerts) load(cfg *config.Server) error {
+	certPEM, err := os.ReadFile(cfg.Server.Cert)
+	if err != nil {
+		return fmt.Errorf("server.cert: %w", err)
+	}
+	keyPEM, err := os.ReadFile(cfg.Server.Key)
+	if err != nil {
+		return fmt.Errorf("server.key: %w", err)
+	}
+	agents, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return fmt.Errorf("server.cert and server.key: %w", err)
+	}
+	postgres := agents
+	// Agents get the CA in the chain, for `tunnel-agent enroll` to pin.
+	chainPEM, caFingerprint, err := withCA(cfg, certPEM)
+	if err != nil {
+		return err
+	}
+	if agents, err = tls.X509KeyPair(chainPEM, keyPEM); err != nil {
+		return fmt.Errorf("server.cert and server.key: %w", err)
+	}
+	if cfg.Postgres.Cert != "" {
+		if certPEM, err = os.ReadFile(cfg.Postgres.Cert); err != nil {
+			return fmt.Errorf("postgres.cert: %w", err)
+		}
+		if keyPEM, err = os.ReadFile(cfg.Postgres.Key); err != nil {
+			return fmt.Errorf("postgres.key: %w", err)
+		}
+		if postgres, err = tls.X509KeyPair(certPEM, keyPEM); err != nil {
+			return fmt.Errorf("postgres.cert and postgres.key: %w", err)
+		}
+	}
+	c.agents.Store(&agents)
+	c.postgres.Store(&postgres)
+	c.caFingerprint = caFingerprint
+	return nil
+}
+
+// reloadServer applies what it can of the config file as it is now, and
+// returns the config in effect. A config or certificate that does not load
+// changes nothing.
+func reloadServer(cur *config.Server, srv *server.Server, certs *serverCerts, log *slog.Logger) *config.Server {
+	next, err := config.LoadServer(cur.Path)
+	if err == nil {
+		err = certs.load(next)
+	}
+	if err != nil {
+		log.Error("reload failed; the running config stays in effect", "config", cur.Path, logging.KeyErr, err)
+		return cur
+	}
+	srv.SetLimits(next.Limits.MaxSessionsPerAgent, next.Limits.OpenTimeout.Duration)
+	log.Info("config reloaded", "config", cur.Path, "max_sessions_per_agent", next.Limits.MaxSessionsPerAgent,
+		"open_timeout", next.Limits.OpenTimeout.Duration, "drain_timeout", next.Limits.DrainTimeout.Duration)
+	if keys := serverRestartNeeded(cur, next); len(keys) > 0 {
+		log.Warn("these settings changed but take effect only after a restart", "keys", keys)
+	}
+	return next
+}
+
+// serverRestartNeeded lists the keys whose change a reload cannot apply.
+func serverRestartNeeded(cur, next *config.Server) []string {
+	var keys []string
+	diff := func(key string, changed bool) {
+		if changed {
+			keys = append(keys, key)
+		}
+	}
+	diff("server.listen", cur.Server.Listen != next.Server.Listen)
+	diff("server.database", cur.Server.Database != next.Server.Database)
+	diff("admin.listen", cur.Admin.Listen != next.Admin.Listen)
+	diff("admin.token_file", cur.Admin.TokenFile != next.Admin.TokenFile)
+	diff("postgres.domain", cur.Postgres.Domain != next.Postgres.Domain)
+	a, b := cur.Limits, next.Limits
+	diff("limits.handshake_timeout", a.HandshakeTimeout != b.HandshakeTimeout)
+	diff("limits.heartbeat_interval", a.HeartbeatInterval != b.HeartbeatInterval)
+	diff("limits.heartbeat_timeout", a.HeartbeatTimeout != b.HeartbeatTimeout)
+	diff("limits.half_close_timeout", a.HalfCloseTimeout != b.HalfCloseTimeout)
+	diff("limits.max_header_size", a.MaxHeaderSize != b.MaxHeaderSize)
+	return keys
 }

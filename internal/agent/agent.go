@@ -135,10 +135,15 @@ func (o *Options) setDefaults() {
 type Agent struct {
 	// Static after New.
 	opt      Options
-	targets  map[string]*dialer // by name
-	names    []string
 	instance string
 	log      *slog.Logger
+
+	targets        atomic.Pointer[targetSet]  // replaced by SetTargets
+	tlsConf        atomic.Pointer[tls.Config] // replaced by SetTLSConfig
+	targetsChanged chan struct{}              // a Targets frame is due
+	moveReq        chan string                // a move to a new connection is due, and why
+	drainOnce      sync.Once
+	drain          chan struct{} // closed by Drain
 
 	active atomic.Int64 // open sessions
 
@@ -164,21 +169,18 @@ func New(opt Options) (*Agent, error) {
 		}
 	}
 	a := &Agent{
-		opt:     opt,
-		targets: make(map[string]*dialer, len(opt.Targets)),
-		log:     logging.Module(opt.Logger, "agent"),
+		opt:            opt,
+		log:            logging.Module(opt.Logger, "agent"),
+		targetsChanged: make(chan struct{}, 1),
+		moveReq:        make(chan string, 1),
+		drain:          make(chan struct{}),
 	}
-	for _, t := range opt.Targets {
-		if _, dup := a.targets[t.Name]; dup {
-			return nil, fmt.Errorf("agent: target %q declared twice", t.Name)
-		}
-		d, err := newDialer(t)
-		if err != nil {
-			return nil, fmt.Errorf("agent: %w", err)
-		}
-		a.targets[t.Name] = d
-		a.names = append(a.names, t.Name)
+	ts, err := newTargetSet(opt.Targets)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
 	}
+	a.targets.Store(ts)
+	a.tlsConf.Store(opt.TLSConfig)
 	var id [8]byte
 	crand.Read(id[:])
 	a.instance = hex.EncodeToString(id[:])
@@ -190,6 +192,7 @@ func New(opt Options) (*Agent, error) {
 // or the server refuses the agent for good (it returns the *proto.Refuse).
 func (a *Agent) Run(ctx context.Context) error {
 	attempt := 0
+	var quickUntil time.Time // the server is restarting: retry often until then
 	for {
 		start := time.Now()
 		welcomed, err := a.runOnce(ctx)
@@ -204,7 +207,14 @@ func (a *Agent) Run(ctx context.Context) error {
 		if welcomed && time.Since(start) >= a.opt.StableAfter {
 			attempt = 0
 		}
+		if errors.Is(err, errServerRestarting) {
+			attempt = 0
+			quickUntil = time.Now().Add(restartWindow)
+		}
 		delay := a.backoff(attempt)
+		if time.Now().Before(quickUntil) {
+			delay = min(delay, rand.N(restartBackoff)+time.Millisecond)
+		}
 		attempt++
 		a.log.Warn(describeConnErr(err, welcomed)+"; retrying", logging.KeyErr, err.Error(), "retry_in", delay.Round(time.Millisecond))
 		t := time.NewTimer(delay)
@@ -262,7 +272,7 @@ func (a *Agent) runOnce(ctx context.Context) (welcomed bool, err error) {
 
 func (a *Agent) logConnected(c *conn) {
 	attrs := []any{"server", a.opt.ServerAddress, "transport", c.sess.Transport(),
-		"targets", a.names, "server_version", c.welcome.ServerVersion}
+		"targets", a.targets.Load().names, "server_version", c.welcome.ServerVersion}
 	if c.fallback != "" {
 		attrs = append(attrs, "fallback", c.fallback)
 	}
@@ -277,6 +287,8 @@ type conn struct {
 	welcome  proto.Welcome
 	fallback string // why this connection is TLS, with transport auto
 	writeMu  sync.Mutex
+
+	reconnect chan string // the server asked for a new connection, and why
 }
 
 // dial connects to the server over one transport.
@@ -285,12 +297,12 @@ func (a *Agent) dial(ctx context.Context, transport string) (mux.Session, error)
 		if a.opt.DialQUIC != nil {
 			return a.opt.DialQUIC(ctx)
 		}
-		return mux.DialQUIC(ctx, a.opt.ServerAddress, a.opt.TLSConfig, a.muxConfig())
+		return mux.DialQUIC(ctx, a.opt.ServerAddress, a.tlsConf.Load(), a.muxConfig())
 	}
 	if a.opt.DialTLS != nil {
 		return a.opt.DialTLS(ctx)
 	}
-	return mux.DialTLS(ctx, a.opt.ServerAddress, a.opt.TLSConfig, a.muxConfig())
+	return mux.DialTLS(ctx, a.opt.ServerAddress, a.tlsConf.Load(), a.muxConfig())
 }
 
 func (a *Agent) muxConfig() *mux.Config {
@@ -343,13 +355,10 @@ func (a *Agent) hello(ctx context.Context, sess mux.Session, probe bool, fallbac
 	hello := &proto.Hello{
 		Version:      proto.Version,
 		AgentVersion: a.opt.Version,
-		Targets:      a.names,
+		Targets:      a.targets.Load().names,
 		Instance:     a.instance,
 		Probe:        probe,
 		Fallback:     fallback,
-	}
-	if hello.Targets == nil {
-		hello.Targets = []string{}
 	}
 	if err := proto.WriteJSON(ctl, proto.FrameHello, hello); err != nil {
 		return nil, fmt.Errorf("send hello: %w", err)
@@ -358,7 +367,7 @@ func (a *Agent) hello(ctx context.Context, sess mux.Session, probe bool, fallbac
 	if err != nil {
 		return nil, fmt.Errorf("no answer to hello: %w", err)
 	}
-	c := &conn{a: a, sess: sess, ctl: ctl, fallback: fallback}
+	c := &conn{a: a, sess: sess, ctl: ctl, fallback: fallback, reconnect: make(chan string, 1)}
 	switch t {
 	case proto.FrameWelcome:
 		if err := proto.DecodeJSON(t, p, &c.welcome); err != nil {
@@ -422,9 +431,48 @@ func (c *conn) serve(ctx context.Context) (next *conn, err error) {
 	if c.a.opt.Transport == TransportAuto && c.sess.Transport() != mux.TransportQUIC {
 		quicAt = c.a.quicRetryAt()
 	}
+	v2 := c.welcome.Version >= 2
+	drain := c.a.drain
+	var (
+		moveReason string           // a move to a new connection is pending
+		moveAt     <-chan time.Time // when to try it again
+		serverGone bool             // the server asked for the move: it is stopping
+	)
 loop:
 	for {
 		select {
+		case moveReason = <-c.a.moveReq:
+			moveAt = time.After(0)
+		case reason := <-c.reconnect:
+			serverGone = true
+			moveReason = "the server asked: " + reason
+			moveAt = time.After(0)
+		case <-moveAt:
+			moveAt = nil
+			if c.a.draining() {
+				continue
+			}
+			if next = c.tryMove(ctx, moveReason); next != nil {
+				err = errors.New("moved to a new connection: " + moveReason)
+				break loop
+			}
+			moveAt = time.After(moveRetry())
+		case <-c.a.targetsChanged:
+			if v2 {
+				if err = c.writeJSON(proto.FrameTargets, &proto.Targets{Targets: c.a.targets.Load().names}); err != nil {
+					err = fmt.Errorf("control stream: %w", err)
+					break loop
+				}
+			}
+		case <-drain:
+			drain = nil
+			moveAt = nil
+			if v2 {
+				if err = c.writeJSON(proto.FrameDraining, &proto.Draining{Reason: "the agent is stopping"}); err != nil {
+					err = fmt.Errorf("control stream: %w", err)
+					break loop
+				}
+			}
 		case now := <-tick.C:
 			if idle := watch.Idle(now); idle >= timeout {
 				err = fmt.Errorf("nothing received from the server for %v (heartbeat timeout)", idle.Round(time.Millisecond))
@@ -457,6 +505,9 @@ loop:
 			var ref *proto.Refuse
 			if !errors.As(err, &ref) {
 				err = errors.New("connection closed by the server")
+				if serverGone {
+					err = errServerRestarting
+				}
 			}
 			break loop
 		case <-ctx.Done():
@@ -512,6 +563,14 @@ func (c *conn) write(t proto.FrameType, payload []byte) error {
 	return proto.WriteFrame(c.ctl, t, payload)
 }
 
+// writeJSON sends one JSON frame on the control stream.
+func (c *conn) writeJSON(t proto.FrameType, v any) error {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	c.ctl.SetWriteDeadline(time.Now().Add(c.a.opt.HandshakeTimeout))
+	return proto.WriteJSON(c.ctl, t, v)
+}
+
 // readLoop answers the server's pings and takes its refusals.
 func (c *conn) readLoop() error {
 	for {
@@ -526,6 +585,15 @@ func (c *conn) readLoop() error {
 			}
 		case proto.FramePong:
 			// The answer to our own ping; that it came is what counts.
+		case proto.FrameReconnect:
+			var r proto.Reconnect
+			if err := proto.DecodeJSON(t, p, &r); err != nil {
+				return err
+			}
+			select {
+			case c.reconnect <- r.Reason:
+			default:
+			}
 		case proto.FrameRefuse:
 			var ref proto.Refuse
 			if err := proto.DecodeJSON(t, p, &ref); err != nil {

@@ -23,16 +23,16 @@ type CheckResult struct {
 // running copy of the agent. Results come targets first, in config order,
 // then the server.
 func (a *Agent) Check(ctx context.Context) []CheckResult {
-	results := make([]CheckResult, len(a.names)+1)
+	results := make([]CheckResult, len(a.targets.Load().names)+1)
 	var wg sync.WaitGroup
-	for i, name := range a.names {
+	for i, name := range a.targets.Load().names {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			results[i] = a.checkTarget(ctx, name)
 		}()
 	}
-	results[len(a.names)] = a.checkServer(ctx)
+	results[len(a.targets.Load().names)] = a.checkServer(ctx)
 	wg.Wait()
 	return results
 }
@@ -40,7 +40,7 @@ func (a *Agent) Check(ctx context.Context) []CheckResult {
 // checkTarget dials a target the way a session does, PROXY header (a
 // LOCAL one: there is no client) and TLS included, and hangs up.
 func (a *Agent) checkTarget(ctx context.Context, name string) CheckResult {
-	d := a.targets[name]
+	d := a.targets.Load().byName[name]
 	addr := d.target.Address
 	r := CheckResult{What: "target " + name}
 	start := time.Now()

@@ -29,7 +29,14 @@ func (a *Agent) serveStream(ctx context.Context, st mux.Stream) {
 	log := a.log.With(logging.KeySession, strconv.FormatUint(open.SessionID, 16), logging.KeyRoute, open.Route,
 		logging.KeyTarget, open.Target, logging.KeyClient, open.Client)
 
-	d, ok := a.targets[open.Target]
+	if a.draining() {
+		msg := fmt.Sprintf("agent %q is shutting down", a.opt.Name)
+		log.Info("session refused", logging.KeyReason, msg)
+		a.reply(st, proto.ReplyShuttingDown, msg)
+		st.Close()
+		return
+	}
+	d, ok := a.targets.Load().byName[open.Target]
 	if !ok {
 		msg := fmt.Sprintf("agent %q declares no target %q", a.opt.Name, open.Target)
 		log.Warn("session refused", logging.KeyReason, msg)

@@ -93,6 +93,9 @@ type AgentSelf struct {
 	// HalfCloseTimeout bounds how long a session may stay half-closed.
 	// Zero means DefaultHalfCloseTimeout.
 	HalfCloseTimeout Duration `toml:"half_close_timeout"`
+	// DrainTimeout is how long a stopping agent lets sessions in flight
+	// finish before it closes them. Zero means DefaultDrainTimeout.
+	DrainTimeout Duration `toml:"drain_timeout"`
 	// MaxHeaderSize bounds every tunnel protocol message the agent reads,
 	// in bytes, from MinHeaderSizeLimit to MaxHeaderSizeLimit. Zero means
 	// DefaultMaxHeaderSize.
@@ -153,6 +156,9 @@ func (c *Agent) ApplyDefaults() {
 	if a.HalfCloseTimeout.Duration == 0 {
 		a.HalfCloseTimeout.Duration = DefaultHalfCloseTimeout
 	}
+	if a.DrainTimeout.Duration == 0 {
+		a.DrainTimeout.Duration = DefaultDrainTimeout
+	}
 	if a.MaxHeaderSize == 0 {
 		a.MaxHeaderSize = DefaultMaxHeaderSize
 	}
@@ -210,6 +216,8 @@ func (c *Agent) validate() []*Error {
 		negative(a.HandshakeTimeout.Duration < 0, DefaultHandshakeTimeout))
 	check("agent.half_close_timeout", fmt.Sprintf("(%v)", a.HalfCloseTimeout),
 		negative(a.HalfCloseTimeout.Duration < 0, DefaultHalfCloseTimeout))
+	check("agent.drain_timeout", fmt.Sprintf("(%v)", a.DrainTimeout),
+		negative(a.DrainTimeout.Duration < 0, DefaultDrainTimeout))
 	if n := a.MaxHeaderSize; n != 0 && (n < MinHeaderSizeLimit || n > MaxHeaderSizeLimit) {
 		check("agent.max_header_size", fmt.Sprintf("(%d)", n), fmt.Sprintf(
 			"must be from %d to %d bytes (0 means the default, %d)", MinHeaderSizeLimit, MaxHeaderSizeLimit, DefaultMaxHeaderSize))

@@ -462,6 +462,7 @@ func TestParseAgentValues(t *testing.T) {
 				DialTimeout:      Duration{10 * time.Second},
 				HandshakeTimeout: Duration{10 * time.Second},
 				HalfCloseTimeout: Duration{30 * time.Second},
+				DrainTimeout:     Duration{30 * time.Second},
 				MaxHeaderSize:    4096,
 			},
 			Targets: []Target{

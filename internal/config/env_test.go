@@ -28,6 +28,7 @@ func TestEnvNames(t *testing.T) {
 				"TUNNEL_AGENT_AGENT_DIAL_TIMEOUT=agent.dial_timeout",
 				"TUNNEL_AGENT_AGENT_HANDSHAKE_TIMEOUT=agent.handshake_timeout",
 				"TUNNEL_AGENT_AGENT_HALF_CLOSE_TIMEOUT=agent.half_close_timeout",
+				"TUNNEL_AGENT_AGENT_DRAIN_TIMEOUT=agent.drain_timeout",
 				"TUNNEL_AGENT_AGENT_MAX_HEADER_SIZE=agent.max_header_size",
 			},
 		},

@@ -308,6 +308,8 @@ key = {{multiline .KeyPEM}}
 # handshake_timeout = {{toml .Defaults.Agent.HandshakeTimeout.String}}
 # How long a session may stay half-closed:
 # half_close_timeout = {{toml .Defaults.Agent.HalfCloseTimeout.String}}
+# How long a stopping agent lets sessions in flight finish:
+# drain_timeout = {{toml .Defaults.Agent.DrainTimeout.String}}
 # Largest tunnel protocol message read, in bytes:
 # max_header_size = {{.Defaults.Agent.MaxHeaderSize}}
 

@@ -24,14 +24,13 @@ type agentConn struct {
 	name      string
 	instance  string
 	version   string
-	targets   map[string]bool
+	proto     int // the protocol version of the connection
 	sess      mux.Session
 	ctl       mux.Stream
 	since     time.Time
 	remote    string
 	transport string
 	fallback  string // why the agent is on TLS although it prefers QUIC
-	proto     int    // the protocol version of the connection (Welcome's)
 	key       string // fingerprint of the key the connection proved
 	log       *slog.Logger
 
@@ -40,6 +39,9 @@ type agentConn struct {
 	sessions atomic.Int64 // open data streams
 	rtt      atomic.Int64 // last heartbeat round trip, ns
 	rotating atomic.Bool  // a key rotation asked for by the server is under way
+
+	targets  atomic.Pointer[map[string]bool] // declared target names; replaced by a Targets frame
+	draining atomic.Bool                     // the agent said it is stopping: no new sessions
 
 	recvMu sync.Mutex
 	recvCh chan struct{} // closed and replaced whenever a frame arrives
@@ -138,23 +140,20 @@ func (s *Server) serveAgent(sess mux.Session) {
 		name:      id.Name,
 		instance:  hello.Instance,
 		version:   hello.AgentVersion,
-		targets:   make(map[string]bool, len(hello.Targets)),
+		proto:     welcome.Version,
 		sess:      sess,
 		ctl:       ctl,
 		since:     time.Now(),
 		remote:    sess.RemoteAddr().String(),
 		transport: sess.Transport(),
 		fallback:  proto.ClipFallback(hello.Fallback),
-		proto:     welcome.Version,
 		key:       id.Fingerprint,
 		log:       log,
 		recvCh:    make(chan struct{}),
 		ended:     make(chan struct{}),
 		kicked:    make(chan struct{}),
 	}
-	for _, t := range hello.Targets {
-		ac.targets[t] = true
-	}
+	ac.setTargets(hello.Targets)
 	if err := s.claim(ac); err != nil {
 		refuse(refuseCodeOf(err), err.Error())
 		return
@@ -316,7 +315,10 @@ func (s *Server) claim(ac *agentConn) error {
 	s.mu.Unlock()
 
 	sameProcess := ac.instance != "" && ac.instance == old.instance
-	if !sameProcess && old.alive(s.opt.LivenessTimeout) {
+	// A draining connection belongs to an agent that is stopping; its
+	// successor (a restarted agent) takes its place while it finishes.
+	handOver := sameProcess || old.draining.Load()
+	if !handOver && old.alive(s.opt.LivenessTimeout) {
 		return fmt.Errorf("agent %q is %w from %s since %s; a second copy of the same agent cannot connect",
 			ac.name, errAlreadyConnected, old.remote, old.since.UTC().Format(time.RFC3339))
 	}
@@ -327,13 +329,18 @@ func (s *Server) claim(ac *agentConn) error {
 	}
 	s.agents[ac.name] = ac
 	s.mu.Unlock()
-	if sameProcess {
-		// The agent moved to a new connection (a reconnect, or from TLS
-		// to QUIC). Sessions that started on the old one just before
-		// finish there; it ends when they are done, or at once if it
-		// carries none, or when the agent hangs up.
-		old.retire("replaced by a new connection from " + ac.remote + ": the agent reconnected")
-		ac.log.Info("replacing connection", "old_remote", old.remote, logging.KeyReason, "the agent reconnected",
+	if handOver {
+		// The agent moved to a new connection (a reconnect, from TLS to
+		// QUIC, to a new key), or a new agent process follows one that
+		// is stopping. Sessions that started on the old one finish
+		// there; it ends when they are done, or at once if it carries
+		// none, or when the agent hangs up.
+		why := "the agent reconnected"
+		if !sameProcess {
+			why = "the agent was stopping"
+		}
+		old.retire("replaced by a new connection from " + ac.remote + ": " + why)
+		ac.log.Info("replacing connection", "old_remote", old.remote, logging.KeyReason, why,
 			"old_sessions", old.sessions.Load())
 		return nil
 	}
@@ -465,6 +472,24 @@ func (ac *agentConn) readLoop() error {
 			if err := ac.writeJSON(proto.FrameKeyAccepted, reply); err != nil {
 				return err
 			}
+		case proto.FrameDraining:
+			var d proto.Draining
+			if err := proto.DecodeJSON(t, p, &d); err != nil {
+				return err
+			}
+			ac.draining.Store(true)
+			ac.log.Info("agent is stopping: no new sessions through this connection", logging.KeyReason, d.Reason,
+				"sessions", ac.sessions.Load())
+		case proto.FrameTargets:
+			var tg proto.Targets
+			if err := proto.DecodeJSON(t, p, &tg); err != nil {
+				return err
+			}
+			if err := tg.Validate(); err != nil {
+				return err
+			}
+			ac.setTargets(tg.Targets)
+			ac.log.Info("agent reloaded its targets", "targets", tg.Targets)
 		default:
 			// Frames from newer agents that this server does not know.
 			ac.log.Debug("ignoring control frame", "frame", t.String())
@@ -478,15 +503,6 @@ func (ac *agentConn) write(t proto.FrameType, payload []byte) error {
 	defer ac.writeMu.Unlock()
 	ac.ctl.SetWriteDeadline(time.Now().Add(ac.srv.opt.HeartbeatTimeout))
 	return proto.WriteFrame(ac.ctl, t, payload)
-}
-
-// writeJSON sends one JSON frame on the control stream.
-func (ac *agentConn) writeJSON(t proto.FrameType, v any) error {
-	payload, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return ac.write(t, payload)
 }
 
 func (ac *agentConn) markRecv() {
@@ -552,9 +568,39 @@ func (ac *agentConn) end(reason string) {
 	})
 }
 
+// reconnect asks the agent to open a new connection: this one takes no new
+// session. Agents that speak protocol version 1 are not asked.
+func (ac *agentConn) reconnect(reason string) {
+	if ac.proto < 2 {
+		return
+	}
+	if err := ac.writeJSON(proto.FrameReconnect, &proto.Reconnect{Reason: reason}); err != nil {
+		ac.log.Debug("reconnect request not sent", logging.KeyErr, err)
+	}
+}
+
+func (ac *agentConn) writeJSON(t proto.FrameType, v any) error {
+	payload, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return ac.write(t, payload)
+}
+
+func (ac *agentConn) setTargets(names []string) {
+	m := make(map[string]bool, len(names))
+	for _, t := range names {
+		m[t] = true
+	}
+	ac.targets.Store(&m)
+}
+
+func (ac *agentConn) declares(target string) bool { return (*ac.targets.Load())[target] }
+
 func (ac *agentConn) targetNames() []string {
-	names := make([]string, 0, len(ac.targets))
-	for t := range ac.targets {
+	targets := *ac.targets.Load()
+	names := make([]string, 0, len(targets))
+	for t := range targets {
 		names = append(names, t)
 	}
 	sort.Strings(names)

@@ -113,6 +113,8 @@ type Server struct {
 	wg     sync.WaitGroup // accept loop, agent connections, route retries
 
 	nextSession atomic.Uint64
+	maxPerAgent atomic.Int64       // Options.MaxSessionsPerAgent, as changed by SetLimits
+	openTimeout atomic.Int64       // Options.OpenTimeout in ns, as changed by SetLimits
 	cancels     dbproxy.CancelKeys // PostgreSQL cancel keys, shared by every route
 	enrollFails failLimiter        // failed enrollment attempts by peer address
 
@@ -146,7 +148,20 @@ func New(opt Options) (*Server, error) {
 		sessions: map[uint64]*session{},
 	}
 	s.verifier = auth.Verifier{Lookup: s.lookupAgent}
+	s.SetLimits(opt.MaxSessionsPerAgent, opt.OpenTimeout)
 	return s, nil
+}
+
+// SetLimits changes the per-agent session limit and the open timeout, as
+// on a config reload; zero keeps a value. They apply to sessions that start
+// from now on.
+func (s *Server) SetLimits(maxSessionsPerAgent int, openTimeout time.Duration) {
+	if maxSessionsPerAgent > 0 {
+		s.maxPerAgent.Store(int64(maxSessionsPerAgent))
+	}
+	if openTimeout > 0 {
+		s.openTimeout.Store(int64(openTimeout))
+	}
 }
 
 func (s *Server) lookupAgent(ctx context.Context, name string) (auth.Registration, error) {
@@ -215,11 +230,22 @@ func (s *Server) Close(ctx context.Context) error {
 		ports = append(ports, p)
 	}
 	ports = append(ports, s.retired...)
+	agents := make([]*agentConn, 0, len(s.agents))
+	for _, ac := range s.agents {
+		agents = append(agents, ac)
+	}
 	s.mu.Unlock()
 
 	err := s.ln.Close()
 	for _, p := range ports {
 		p.stopListening()
+	}
+	// Agents start reconnecting now, so that they are back as soon as
+	// this server's successor listens; their sessions in flight finish on
+	// the connections they have.
+	var asked sync.WaitGroup
+	for _, ac := range agents {
+		asked.Go(func() { ac.reconnect("server shutting down") })
 	}
 	if n := s.liveSessions(); n > 0 {
 		s.log.Info("draining sessions", "sessions", n)
@@ -237,6 +263,7 @@ func (s *Server) Close(ctx context.Context) error {
 	}
 	s.cancel()
 	s.wg.Wait()
+	asked.Wait()
 	for _, p := range ports {
 		p.wait()
 	}

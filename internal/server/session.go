@@ -35,12 +35,15 @@ func (s *Server) Dial(ctx context.Context, req *dbproxy.Request) (dbproxy.Backen
 	if ac == nil {
 		return nil, oe(dbproxy.ErrAgentOffline, fmt.Sprintf("agent %q is not connected", rt.cfg.Agent))
 	}
-	if !ac.targets[rt.cfg.Target] {
+	if ac.draining.Load() {
+		return nil, oe(dbproxy.ErrAgentOffline, fmt.Sprintf("agent %q is shutting down", rt.cfg.Agent))
+	}
+	if !ac.declares(rt.cfg.Target) {
 		return nil, oe(dbproxy.ErrUnknownTarget, fmt.Sprintf("agent %q does not declare target %q", rt.cfg.Agent, rt.cfg.Target))
 	}
-	if n := ac.sessions.Add(1); n > int64(s.opt.MaxSessionsPerAgent) {
+	if max := s.maxPerAgent.Load(); ac.sessions.Add(1) > max {
 		ac.sessions.Add(-1)
-		return nil, oe(dbproxy.ErrLimitReached, fmt.Sprintf("agent %q is at the server's limit of %d open sessions", rt.cfg.Agent, s.opt.MaxSessionsPerAgent))
+		return nil, oe(dbproxy.ErrLimitReached, fmt.Sprintf("agent %q is at the server's limit of %d open sessions", rt.cfg.Agent, max))
 	}
 	if max := rt.cfg.MaxSessions; max > 0 {
 		if n := rt.sessions.Add(1); n > int64(max) {
@@ -117,7 +120,8 @@ func classifyOpenErr(err error) (dbproxy.ErrorCode, string) {
 
 // openStream opens a data stream, sends Open and waits for the Reply.
 func (s *Server) openStream(ctx context.Context, ac *agentConn, open *proto.Open) (mux.Stream, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.opt.OpenTimeout)
+	timeout := time.Duration(s.openTimeout.Load())
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	st, err := ac.sess.OpenStream(ctx)
 	if err != nil {
@@ -136,7 +140,7 @@ func (s *Server) openStream(ctx context.Context, ac *agentConn, open *proto.Open
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() && ctx.Err() != nil {
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return nil, fmt.Errorf("the agent did not answer within %v", s.opt.OpenTimeout)
+				return nil, fmt.Errorf("the agent did not answer within %v", timeout)
 			}
 			return nil, ctx.Err()
 		}

@@ -73,13 +73,20 @@ func ServerConfig(certPEM, keyPEM []byte) (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server TLS config: %w", err)
 	}
+	c := ServerTLSConfig()
+	c.Certificates = []tls.Certificate{cert}
+	return c, nil
+}
+
+// ServerTLSConfig is [ServerConfig] without a certificate, for a caller
+// that provides one through GetCertificate (see [CertSource]).
+func ServerTLSConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion:             tls.VersionTLS13,
-		Certificates:           []tls.Certificate{cert},
 		ClientAuth:             tls.RequireAnyClientCert,
 		VerifyPeerCertificate:  verifyAgentChain,
 		SessionTicketsDisabled: true,
-	}, nil
+	}
 }
 
 // PeerIdentity returns the identity an agent proved in a completed

@@ -358,11 +358,26 @@ func (m *MultiListener) Close() error {
 // of waiting for its heartbeat timeout, as a TCP reset would make it. The
 // derivation is one-way: the key reveals nothing of the private key. Nil
 // (no resets) when the config has no certificate to derive from.
+//
+// With GetCertificate, the key comes from the certificate current when the
+// listener opens; a certificate reloaded later does not change it.
 func statelessResetKey(tlsConf *tls.Config) *quic.StatelessResetKey {
-	if tlsConf == nil || len(tlsConf.Certificates) == 0 {
+	if tlsConf == nil {
 		return nil
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(tlsConf.Certificates[0].PrivateKey)
+	var cert *tls.Certificate
+	switch {
+	case len(tlsConf.Certificates) > 0:
+		cert = &tlsConf.Certificates[0]
+	case tlsConf.GetCertificate != nil:
+		// A certificate that can be replaced (reloaded): the one current
+		// when the listener opens.
+		cert, _ = tlsConf.GetCertificate(&tls.ClientHelloInfo{})
+	}
+	if cert == nil {
+		return nil
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
 	if err != nil {
 		return nil
 	}

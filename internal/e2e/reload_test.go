@@ -1,0 +1,129 @@
+package e2e
+
+import (
+	"context"
+	"net"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/tunnelrelay/tunnel/internal/agent"
+	"github.com/tunnelrelay/tunnel/internal/testutil/tcptest"
+)
+
+// TestAgentReloadTargets: new targets replace the old ones on the live
+// connection. An added target serves at once, a removed one refuses new
+// sessions, and a session in flight to the removed target goes on, all
+// without a reconnect.
+func TestAgentReloadTargets(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr transport) {
+		e := newEnv(t, tr, testServerOptions())
+		echo1, echo2 := tcptest.Echo(t), tcptest.Echo(t)
+		a := e.agent("acme", "old="+echo1)
+		e.online("acme")
+		oldRoute := e.route("old", "acme", "old")
+		newRoute := e.route("new", "acme", "new")
+		since := *e.agentView("acme").Since
+
+		busy := startBusySession(t, oldRoute)
+		ch, err := a.SetTargets([]agent.Target{{Name: "new", Address: echo2}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(ch.Added, []string{"new"}) || !slices.Equal(ch.Removed, []string{"old"}) || len(ch.Changed) != 0 {
+			t.Fatalf("change %+v, want new added and old removed", ch)
+		}
+		waitUntil(t, 5*time.Second, func() bool { return slices.Equal(e.agentView("acme").Targets, []string{"new"}) })
+		echoWorks(t, newRoute)
+
+		c, err := net.Dial("tcp", oldRoute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write([]byte("hello"))
+		expectClosed(t, c, 5*time.Second)
+		e.log.waitFor(t, time.Second, "session refused", `agent \"acme\" does not declare target \"old\"`)
+
+		if n := busy.stop(t); n == 0 {
+			t.Fatal("the session in flight echoed nothing")
+		}
+		v := e.agentView("acme")
+		if !v.Online || !v.Since.Equal(since) {
+			t.Errorf("the agent reconnected for a reload: online %v since %v, was %v", v.Online, v.Since, since)
+		}
+		// A bad target set changes nothing.
+		if _, err := a.SetTargets([]agent.Target{{Name: "x", Address: echo1}, {Name: "x", Address: echo2}}); err == nil {
+			t.Error("two targets of one name were accepted")
+		}
+		echoWorks(t, newRoute)
+	})
+}
+
+// TestAgentMovesConnection: a new credential moves the agent to a new
+// connection; a session in flight on the old one finishes there, and new
+// sessions use the new one.
+func TestAgentMovesConnection(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr transport) {
+		e := newEnv(t, tr, testServerOptions())
+		a := e.agent("acme", "echo="+tcptest.Echo(t))
+		e.online("acme")
+		route := e.route("echo", "acme", "echo")
+		since := *e.agentView("acme").Since
+
+		busy := startBusySession(t, route)
+		a.SetTLSConfig(a.TLSConfig())
+		e.log.waitFor(t, 10*time.Second, "replacing connection", "the agent reconnected")
+		waitUntil(t, 5*time.Second, func() bool {
+			v := e.agentView("acme")
+			return v.Online && v.Since.After(since)
+		})
+		echoWorks(t, route)
+		if n := busy.stop(t); n == 0 {
+			t.Fatal("the session in flight echoed nothing")
+		}
+	})
+}
+
+// TestAgentDrain: a draining agent gets no new sessions, its session in
+// flight goes on to the end, and Drain returns once it has.
+func TestAgentDrain(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr transport) {
+		e := newEnv(t, tr, testServerOptions())
+		a := e.agent("acme", "echo="+tcptest.Echo(t))
+		e.online("acme")
+		route := e.route("echo", "acme", "echo")
+		busy := startBusySession(t, route)
+
+		left := make(chan int, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			left <- a.Drain(ctx)
+		}()
+		e.log.waitFor(t, 5*time.Second, "agent is stopping: no new sessions through this connection")
+		c, err := net.Dial("tcp", route)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write([]byte("hello"))
+		expectClosed(t, c, 5*time.Second)
+		e.log.waitFor(t, time.Second, "session refused", `agent \"acme\" is shutting down`)
+
+		select {
+		case n := <-left:
+			t.Fatalf("Drain returned with a session in flight (%d left)", n)
+		case <-time.After(200 * time.Millisecond):
+		}
+		busy.stop(t)
+		select {
+		case n := <-left:
+			if n != 0 {
+				t.Errorf("Drain left %d sessions, want 0", n)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Drain did not return after the last session ended")
+		}
+	})
+}
