@@ -27,11 +27,13 @@ tunnel-server (no inbound port is opened) and keeps that one connection up,
 reconnecting forever. For each database session the server asks for, it
 dials a target its own config declares, by name, and nothing else.
 
-Its config, tunnel-agent.toml, is written by 'tunnel-server agent add'; add
-[[targets]] to it. Exit codes: 0 stopped by a signal, 1 error, 2 bad config
+Its config, tunnel-agent.toml, is written by 'tunnel-agent enroll' (with a
+token from 'tunnel-server agent add NAME --token') or by 'tunnel-server
+agent add'; add [[targets]] to it. Exit codes: 0 stopped by a signal, 1 error, 2 bad config
 or usage, 3 refused by the server for good (unknown, removed or disabled
 agent; wrong key).`,
-		Example: `  tunnel-agent check
+		Example: `  tunnel-agent enroll --server tunnel.example.com:7443 --token tse_... --ca-fingerprint sha256:...
+  tunnel-agent check
   tunnel-agent run --config /etc/tunnel-agent.toml
   tunnel-agent run --log debug --json`,
 		Version: version.Get().String(),
@@ -39,7 +41,7 @@ agent; wrong key).`,
 	root.SetFlagErrorFunc(cli.FlagErrors)
 	root.SetVersionTemplate("tunnel-agent {{.Version}}\n")
 	a.Register(root, config.AgentFile)
-	root.AddCommand(a.runCmd(), a.checkCmd(), a.reloadCmd(), cli.VersionCmd("tunnel-agent"))
+	root.AddCommand(a.runCmd(), a.checkCmd(), a.reloadCmd(), a.enrollCmd(), a.rotateCmd(), cli.VersionCmd("tunnel-agent"))
 	return root
 }
 
@@ -95,6 +97,7 @@ func engineOptions(cfg *config.Agent, log *slog.Logger) (agent.Options, error) {
 		HalfCloseTimeout: cfg.Agent.HalfCloseTimeout.Duration,
 		MaxHeaderSize:    cfg.Agent.MaxHeaderSize,
 		Transport:        cfg.Server.Transport,
+		Keys:             newFileKeys(cfg),
 		Logger:           log,
 	}, nil
 }

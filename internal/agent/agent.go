@@ -99,6 +99,9 @@ type Options struct {
 	// means mux.DialTLS or mux.DialQUIC to ServerAddress. Tests use them to
 	// put a proxy in the way.
 	DialTLS, DialQUIC func(ctx context.Context) (mux.Session, error)
+	// Keys stores a new key when the server rotates the agent's key; nil
+	// means the agent cannot rotate and ignores the server's request.
+	Keys KeyStore
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -145,7 +148,8 @@ type Agent struct {
 	drainOnce      sync.Once
 	drain          chan struct{} // closed by Drain
 
-	active atomic.Int64 // open sessions
+	active   atomic.Int64 // open sessions
+	rotating atomic.Bool  // a key rotation is under way
 
 	// Where transport "auto" stands; see transport.go.
 	fallbackMu sync.Mutex
@@ -288,7 +292,9 @@ type conn struct {
 	fallback string // why this connection is TLS, with transport auto
 	writeMu  sync.Mutex
 
-	reconnect chan string // the server asked for a new connection, and why
+	reconnect chan string            // the server asked for a new connection, and why
+	rotate    chan struct{}          // the server asked for a new key
+	keyReply  chan proto.KeyAccepted // the server's answer to NewKey
 }
 
 // dial connects to the server over one transport.
@@ -367,7 +373,8 @@ func (a *Agent) hello(ctx context.Context, sess mux.Session, probe bool, fallbac
 	if err != nil {
 		return nil, fmt.Errorf("no answer to hello: %w", err)
 	}
-	c := &conn{a: a, sess: sess, ctl: ctl, fallback: fallback, reconnect: make(chan string, 1)}
+	c := &conn{a: a, sess: sess, ctl: ctl, fallback: fallback, reconnect: make(chan string, 1),
+		rotate: make(chan struct{}, 1), keyReply: make(chan proto.KeyAccepted, 1)}
 	switch t {
 	case proto.FrameWelcome:
 		if err := proto.DecodeJSON(t, p, &c.welcome); err != nil {
@@ -443,6 +450,12 @@ loop:
 		select {
 		case moveReason = <-c.a.moveReq:
 			moveAt = time.After(0)
+		case <-c.rotate:
+			streams.Add(1)
+			go func() {
+				defer streams.Done()
+				c.rotateKey(connCtx)
+			}()
 		case reason := <-c.reconnect:
 			serverGone = true
 			moveReason = "the server asked: " + reason
@@ -592,6 +605,20 @@ func (c *conn) readLoop() error {
 			}
 			select {
 			case c.reconnect <- r.Reason:
+			default:
+			}
+		case proto.FrameRotateKey:
+			select {
+			case c.rotate <- struct{}{}:
+			default:
+			}
+		case proto.FrameKeyAccepted:
+			var r proto.KeyAccepted
+			if err := proto.DecodeJSON(t, p, &r); err != nil {
+				return err
+			}
+			select {
+			case c.keyReply <- r:
 			default:
 			}
 		case proto.FrameRefuse:
