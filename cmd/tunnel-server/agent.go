@@ -66,6 +66,9 @@ say), declare the databases the agent may reach as [[targets]], and run
   tunnel-server agent add acme --out - | ssh bastion 'umask 077; cat > /etc/tunnel-agent.toml'`,
 		Args: cli.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if token && cmd.Flags().Changed("out") {
+				return cli.Usage(errors.New("--token and --out do not go together: with --token, 'tunnel-agent enroll' writes the config on the agent's host"))
+			}
 			if token {
 				return a.addAgentToken(cmd, args[0], expires)
 			}
@@ -79,7 +82,6 @@ say), declare the databases the agent may reach as [[targets]], and run
 	f.StringVar(&out, "out", "", `file to write the agent config to, or "-" for stdout (default ./tunnel-agent-NAME.toml)`)
 	f.BoolVar(&token, "token", false, "register the agent for enrollment: print a one-time token for 'tunnel-agent enroll' instead of writing a config")
 	f.DurationVar(&expires, "expires", server.DefaultEnrollTokenTTL, "how long the enrollment token is valid (1m to 720h)")
-	cmd.MarkFlagsMutuallyExclusive("token", "out")
 	return cmd
 }
 

@@ -60,7 +60,7 @@ func (a *Agent) Enroll(ctx context.Context, token string) (*Enrollment, error) {
 		chain := sess.ConnectionState().PeerCertificates
 		// Hang up at once: the server waits for it before it closes.
 		sess.Close()
-		a.log.Info("enrolled", "agent", ok.Agent, "fingerprint", ok.Fingerprint)
+		a.log.Debug("enrolled", "agent", ok.Agent, "fingerprint", ok.Fingerprint)
 		return &Enrollment{Agent: ok.Agent, Fingerprint: ok.Fingerprint, ServerChain: chain}, nil
 	case proto.FrameRefuse:
 		var ref proto.Refuse
