@@ -34,7 +34,7 @@ and status commands manage a running server through its admin endpoint, as
 named in the same config file.`,
 		Example: `  tunnel-server init --dir /etc/tunnel-server --hostname tunnel.example.com
   tunnel-server run --config /etc/tunnel-server/tunnel-server.toml
-  tunnel-server agent add acme --out acme.toml
+  tunnel-server agent add acme --token
   tunnel-server route add acme-dw --agent acme --target warehouse --listen 127.0.0.1:15432`,
 		Version: version.Get().String(),
 	}
