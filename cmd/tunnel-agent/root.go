@@ -84,6 +84,7 @@ func (a *app) load(log *slog.Logger) (*config.Agent, *agent.Agent, error) {
 		HalfCloseTimeout: cfg.Agent.HalfCloseTimeout.Duration,
 		MaxHeaderSize:    cfg.Agent.MaxHeaderSize,
 		Transport:        cfg.Server.Transport,
+		Proxy:            cfg.ServerProxy.URL,
 		Logger:           log,
 	})
 	if err != nil {

@@ -25,6 +25,11 @@ UDP and falls back to TLS over TCP, to the same port, when QUIC gets no
 answer within 3s, logging why; it tries QUIC again 5 minutes later. "tls" and
 "quic" use only that one.
 
+[server] proxy = "http://[user:password@]host:port" reaches the server
+through an HTTP CONNECT proxy; without the key, HTTPS_PROXY and NO_PROXY
+decide, and proxy = "direct" ignores them. Through a proxy "auto" uses TLS
+only (QUIC cannot pass one) and "quic" is a config error.
+
 It exits only on SIGINT/SIGTERM (code 0), a bad config (code 2), or when
 the server refuses this agent for good (code 3): unknown, removed or
 disabled agent, or a key the server does not know.`,
