@@ -95,6 +95,7 @@ func engineOptions(cfg *config.Agent, log *slog.Logger) (agent.Options, error) {
 		HalfCloseTimeout: cfg.Agent.HalfCloseTimeout.Duration,
 		MaxHeaderSize:    cfg.Agent.MaxHeaderSize,
 		Transport:        cfg.Server.Transport,
+		Proxy:            cfg.ServerProxy.URL,
 		Logger:           log,
 	}, nil
 }

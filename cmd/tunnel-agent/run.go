@@ -37,6 +37,11 @@ UDP and falls back to TLS over TCP, to the same port, when QUIC gets no
 answer within 3s, logging why; it tries QUIC again 5 minutes later. "tls" and
 "quic" use only that one.
 
+[server] proxy = "http://[user:password@]host:port" reaches the server
+through an HTTP CONNECT proxy; without the key, HTTPS_PROXY and NO_PROXY
+decide, and proxy = "direct" ignores them. Through a proxy "auto" uses TLS
+only (QUIC cannot pass one) and "quic" is a config error.
+
 On SIGHUP (or 'tunnel-agent reload') it re-reads the config: added targets
 can be used at once, removed ones refuse new sessions, sessions in flight
 continue and the connection stays up. A new agent.key moves the agent to a
@@ -186,6 +191,7 @@ func restartNeeded(cur, next *config.Agent) []string {
 	}
 	diff("server.address", cur.Server.Address != next.Server.Address)
 	diff("server.transport", cur.Server.Transport != next.Server.Transport)
+	diff("server.proxy", cur.ServerProxy.String() != next.ServerProxy.String())
 	a, b := cur.Agent, next.Agent
 	diff("agent.max_sessions", a.MaxSessions != b.MaxSessions)
 	diff("agent.dial_timeout", a.DialTimeout != b.DialTimeout)

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -92,6 +93,11 @@ type Options struct {
 	// QUICRetry is how long, with TransportAuto, the agent stays on TLS
 	// after QUIC failed before it tries QUIC again. Default 5m.
 	QUICRetry time.Duration
+	// Proxy is an HTTP proxy (http or https URL, with any user:password)
+	// the agent reaches the server through with CONNECT; nil means
+	// directly. QUIC cannot pass it: with a proxy TransportAuto uses TLS
+	// only, and TransportQUIC is refused.
+	Proxy *url.URL
 
 	// Mux tunes the multiplexed connection.
 	Mux *mux.Config
@@ -160,6 +166,9 @@ func New(opt Options) (*Agent, error) {
 	default:
 		return nil, fmt.Errorf("agent: unknown transport %q", opt.Transport)
 	}
+	if err := opt.checkProxy(); err != nil {
+		return nil, err
+	}
 	if opt.DialTLS == nil || opt.DialQUIC == nil {
 		if opt.TLSConfig == nil {
 			return nil, errors.New("agent: Options.TLSConfig is nil")
@@ -191,6 +200,7 @@ func New(opt Options) (*Agent, error) {
 // whenever the connection fails or ends, until ctx is done (it returns nil)
 // or the server refuses the agent for good (it returns the *proto.Refuse).
 func (a *Agent) Run(ctx context.Context) error {
+	a.logProxy()
 	attempt := 0
 	var quickUntil time.Time // the server is restarting: retry often until then
 	for {
@@ -276,6 +286,9 @@ func (a *Agent) logConnected(c *conn) {
 	if c.fallback != "" {
 		attrs = append(attrs, "fallback", c.fallback)
 	}
+	if a.proxied() {
+		attrs = append(attrs, "proxy", a.opt.Proxy.Redacted())
+	}
 	a.log.Info("connected to server", attrs...)
 }
 
@@ -315,6 +328,9 @@ func (a *Agent) muxConfig() *mux.Config {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = logging.Module(a.opt.Logger, "mux")
+	}
+	if cfg.Dial == nil && a.proxied() {
+		cfg.Dial = a.proxyDial().DialContext
 	}
 	if cfg.HalfCloseTimeout == 0 {
 		cfg.HalfCloseTimeout = a.opt.HalfCloseTimeout + 5*time.Second

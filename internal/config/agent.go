@@ -58,6 +58,9 @@ type Agent struct {
 	// Path is the file the config was loaded from (absolute after
 	// LoadAgent, the name given to ParseAgent otherwise).
 	Path string `toml:"-"`
+	// ServerProxy is how the agent reaches the server, from Server.Proxy
+	// and the environment; set by ParseAgent (see AgentServer.ResolveProxy).
+	ServerProxy Proxy `toml:"-"`
 }
 
 // AgentServer is the [server] section of the agent config.
@@ -73,6 +76,12 @@ type AgentServer struct {
 	// Transport is how the agent connects: "tls", "quic" or "auto". Empty
 	// means "auto".
 	Transport string `toml:"transport"`
+	// Proxy is the HTTP proxy the agent reaches the server through, with
+	// CONNECT: "http://[user:password@]host:port" or "https://...". Empty
+	// means as HTTPS_PROXY and NO_PROXY say; ProxyDirect means no proxy,
+	// whatever they say. QUIC cannot pass a proxy: with one, "auto" uses
+	// TLS only and "quic" is an error.
+	Proxy ProxyURL `toml:"proxy"`
 }
 
 // AgentSelf is the [agent] section of the agent config.
@@ -207,6 +216,7 @@ func (c *Agent) validate() []*Error {
 		check("server.transport", quote(s.Transport), fmt.Sprintf("unknown transport (use %q, %q or %q)",
 			TransportAuto, TransportTLS, TransportQUIC))
 	}
+	errs = append(errs, validateProxy(s)...)
 
 	check("agent.name", quoteNonEmpty(a.Name), checkName(a.Name))
 	check("agent.key", "", checkPrivateKeyPEM(a.Key.Reveal()))
@@ -332,6 +342,12 @@ func ParseAgent(name string, data []byte, env func(string) string) (*Agent, erro
 	from, errs := applyEnv(&c, agentEnvPrefix, env)
 	c.ApplyDefaults()
 	errs = append(errs, c.validate()...)
+	if len(errs) == 0 {
+		var err *Error
+		if c.ServerProxy, err = c.Server.resolveProxy(env); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if len(errs) > 0 {
 		return nil, locate(errs, name, idx, from)
 	}

@@ -255,6 +255,10 @@ ca = {{multiline .CAPEM}}
 # "auto" tries QUIC (UDP, same port) and falls back to TLS over TCP when UDP
 # is blocked, trying QUIC again later; "tls" or "quic" use only that one.
 # transport = {{toml .Defaults.Server.Transport}}
+# An HTTP proxy to reach the server through, with CONNECT (over TLS only: QUIC
+# cannot pass one). Without this key HTTPS_PROXY and NO_PROXY apply; "direct"
+# ignores them.
+# proxy = "http://user:password@proxy.example.com:3128"
 
 [agent]
 name = {{toml .Agent}}
