@@ -110,8 +110,8 @@ type Server struct {
 	wg     sync.WaitGroup // accept loop, agent connections, route retries
 
 	nextSession atomic.Uint64
-	maxPerAgent atomic.Int64 // Options.MaxSessionsPerAgent, as changed by SetLimits
-	openTimeout atomic.Int64 // Options.OpenTimeout in ns, as changed by SetLimits
+	maxPerAgent atomic.Int64       // Options.MaxSessionsPerAgent, as changed by SetLimits
+	openTimeout atomic.Int64       // Options.OpenTimeout in ns, as changed by SetLimits
 	cancels     dbproxy.CancelKeys // PostgreSQL cancel keys, shared by every route
 
 	routeMu sync.Mutex // serializes AddRoute and RemoveRoute: store and map change together
