@@ -212,9 +212,12 @@ func (c *cluster) startServer(t *testing.T) {
 	c.server.log.waitFor(t, 10*time.Second, "tunnel-server running")
 }
 
+// pidFile is where the cluster's agent records its process id.
+func (c *cluster) pidFile() string { return filepath.Join(c.dir, "tunnel-agent.pid") }
+
 func (c *cluster) startAgent(t *testing.T) {
 	t.Helper()
-	c.agent = start(c.top, "tunnel-agent", "run", "--config", c.agentCfg, "--log", "debug")
+	c.agent = start(c.top, "tunnel-agent", "run", "--config", c.agentCfg, "--log", "debug", "--pid-file", c.pidFile())
 }
 
 // srv runs a management command against the cluster's server.
