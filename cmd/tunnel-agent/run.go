@@ -25,9 +25,14 @@ UDP and falls back to TLS over TCP, to the same port, when QUIC gets no
 answer within 3s, logging why; it tries QUIC again 5 minutes later. "tls" and
 "quic" use only that one.
 
-It exits only on SIGINT/SIGTERM (code 0), a bad config (code 2), or when
+With [agent] metrics_listen set (e.g. "127.0.0.1:9102"), it serves
+Prometheus metrics at http://ADDRESS/metrics, without authentication: bind
+it to loopback or a private interface. docs/METRICS.md lists them.
+
+It exits only on SIGINT/SIGTERM (code 0), a bad config (code 2), when
 the server refuses this agent for good (code 3): unknown, removed or
-disabled agent, or a key the server does not know.`,
+disabled agent, or a key the server does not know, or at start when
+metrics_listen cannot be bound (code 1).`,
 		Example: `  tunnel-agent run
   tunnel-agent run --config /etc/tunnel-agent.toml --log debug`,
 		Args: cli.NoArgs,
@@ -49,6 +54,11 @@ disabled agent, or a key the server does not know.`,
 			if len(names) == 0 {
 				log.Warn("no [[targets]] in the config: the agent connects but can serve no route", "config", cfg.Path)
 			}
+			stopMetrics, err := serveMetrics(cmd.Context(), cfg, eng, log)
+			if err != nil {
+				return err
+			}
+			defer stopMetrics()
 			err = eng.Run(cmd.Context())
 			if err == nil {
 				log.Info("tunnel-agent stopped")
