@@ -55,9 +55,14 @@ It records its process id for 'tunnel-agent reload' in --pid-file (default:
 tunnel-agent-NAME.pid in $RUNTIME_DIRECTORY, /run/tunnel-agent,
 $XDG_RUNTIME_DIR or the temporary directory, the first that is writable).
 
-It exits only on SIGINT/SIGTERM (code 0), a bad config (code 2), or when
+With [agent] metrics_listen set (e.g. "127.0.0.1:9102"), it serves
+Prometheus metrics at http://ADDRESS/metrics, without authentication: bind
+it to loopback or a private interface. docs/METRICS.md lists them.
+
+It exits only on SIGINT/SIGTERM (code 0), a bad config (code 2), when
 the server refuses this agent for good (code 3): unknown, removed or
-disabled agent, or a key the server does not know.`,
+disabled agent, or a key the server does not know, or at start when
+metrics_listen cannot be bound (code 1).`,
 		Example: `  tunnel-agent run
   tunnel-agent run --config /etc/tunnel-agent.toml --log debug
   tunnel-agent run --pid-file /run/tunnel-agent/agent.pid`,
@@ -80,6 +85,11 @@ disabled agent, or a key the server does not know.`,
 			if len(names) == 0 {
 				log.Warn("no [[targets]] in the config: the agent connects but can serve no route", "config", cfg.Path)
 			}
+			stopMetrics, err := serveMetrics(cmd.Context(), cfg, eng, log)
+			if err != nil {
+				return err
+			}
+			defer stopMetrics()
 			if path, err := pidfile.Write(pidFile, cfg.Agent.Name); err != nil {
 				log.Warn("no pid file: 'tunnel-agent reload' cannot find this agent; send SIGHUP yourself", logging.KeyErr, err)
 			} else {

@@ -21,7 +21,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tunnelrelay/tunnel/internal/logging"
+	"github.com/tunnelrelay/tunnel/internal/metrics"
 	"github.com/tunnelrelay/tunnel/internal/proto"
 	"github.com/tunnelrelay/tunnel/pkg/mux"
 )
@@ -143,6 +146,8 @@ type Agent struct {
 	opt      Options
 	instance string
 	log      *slog.Logger
+	registry *prometheus.Registry
+	metrics  *metrics.Agent
 
 	targets        atomic.Pointer[targetSet]  // replaced by SetTargets
 	tlsConf        atomic.Pointer[tls.Config] // replaced by SetTLSConfig
@@ -193,6 +198,7 @@ func New(opt Options) (*Agent, error) {
 	var id [8]byte
 	crand.Read(id[:])
 	a.instance = hex.EncodeToString(id[:])
+	a.initMetrics()
 	return a, nil
 }
 
@@ -270,6 +276,7 @@ func (a *Agent) runOnce(ctx context.Context) (welcomed bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	defer a.metrics.Disconnected()
 	for {
 		a.logConnected(c)
 		next, err := c.serve(ctx)
@@ -281,6 +288,7 @@ func (a *Agent) runOnce(ctx context.Context) (welcomed bool, err error) {
 }
 
 func (a *Agent) logConnected(c *conn) {
+	a.metrics.Connected(c.sess.Transport())
 	attrs := []any{"server", a.opt.ServerAddress, "transport", c.sess.Transport(),
 		"targets", a.targets.Load().names, "server_version", c.welcome.ServerVersion}
 	if c.fallback != "" {
@@ -600,7 +608,13 @@ func (c *conn) readLoop() error {
 				return fmt.Errorf("control stream: %w", err)
 			}
 		case proto.FramePong:
-			// The answer to our own ping; that it came is what counts.
+			// The answer to our own ping; that it came is what counts,
+			// and how long it took is a metric.
+			if sent, err := proto.ParseSeq(p); err == nil {
+				if rtt := time.Since(time.Unix(0, int64(sent))); rtt >= 0 && rtt < time.Hour {
+					c.a.metrics.HeartbeatRTT(rtt)
+				}
+			}
 		case proto.FrameReconnect:
 			var r proto.Reconnect
 			if err := proto.DecodeJSON(t, p, &r); err != nil {

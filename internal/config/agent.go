@@ -109,6 +109,10 @@ type AgentSelf struct {
 	// in bytes, from MinHeaderSizeLimit to MaxHeaderSizeLimit. Zero means
 	// DefaultMaxHeaderSize.
 	MaxHeaderSize int `toml:"max_header_size"`
+	// MetricsListen is the host:port where the agent serves Prometheus
+	// metrics at /metrics, without authentication: bind it to loopback or
+	// a private interface. Empty means no metrics endpoint.
+	MetricsListen string `toml:"metrics_listen"`
 }
 
 // Target is one [[targets]] entry: a name routes refer to and the only
@@ -231,6 +235,11 @@ func (c *Agent) validate() []*Error {
 	if n := a.MaxHeaderSize; n != 0 && (n < MinHeaderSizeLimit || n > MaxHeaderSizeLimit) {
 		check("agent.max_header_size", fmt.Sprintf("(%d)", n), fmt.Sprintf(
 			"must be from %d to %d bytes (0 means the default, %d)", MinHeaderSizeLimit, MaxHeaderSizeLimit, DefaultMaxHeaderSize))
+	}
+	if a.MetricsListen != "" {
+		// A host is required: the endpoint has no authentication, so
+		// listening on every interface must be asked for by name (0.0.0.0).
+		check("agent.metrics_listen", quote(a.MetricsListen), checkAddress(a.MetricsListen, dialAddr))
 	}
 
 	first := map[string]int{}

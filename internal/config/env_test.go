@@ -31,6 +31,7 @@ func TestEnvNames(t *testing.T) {
 				"TUNNEL_AGENT_AGENT_HALF_CLOSE_TIMEOUT=agent.half_close_timeout",
 				"TUNNEL_AGENT_AGENT_DRAIN_TIMEOUT=agent.drain_timeout",
 				"TUNNEL_AGENT_AGENT_MAX_HEADER_SIZE=agent.max_header_size",
+				"TUNNEL_AGENT_AGENT_METRICS_LISTEN=agent.metrics_listen",
 			},
 		},
 		{

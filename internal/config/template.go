@@ -277,6 +277,9 @@ key = {{multiline .KeyPEM}}
 # drain_timeout = {{toml .Defaults.Agent.DrainTimeout.String}}
 # Largest tunnel protocol message read, in bytes:
 # max_header_size = {{.Defaults.Agent.MaxHeaderSize}}
+# Prometheus metrics at http://ADDRESS/metrics, off by default. Anyone who
+# can reach ADDRESS can read them: use loopback or a private interface.
+# metrics_listen = "127.0.0.1:9102"
 
 # Targets are the only addresses this agent will ever dial. A route on the
 # server names a target of this agent, never an address: the agent dials
