@@ -23,9 +23,14 @@ exits non-zero when any failed.
 A target is dialed the way a session dials it: with proxy_protocol it gets
 a PROXY header first (a LOCAL one, as there is no client), and with tls the
 TLS negotiation and certificate checks run too, so a database that refuses
-TLS or shows an untrusted certificate fails the check.`,
+TLS or shows an untrusted certificate fails the check.
+
+The server is reached the way run reaches it: through the HTTP proxy of
+[server] proxy, or of HTTPS_PROXY unless NO_PROXY excludes the server (a
+"proxy" line says which), over TLS only as QUIC cannot pass a proxy.`,
 		Example: `  tunnel-agent check
-  tunnel-agent check --config ./tunnel-agent.toml`,
+  tunnel-agent check --config ./tunnel-agent.toml
+  HTTPS_PROXY=http://proxy.corp:3128 tunnel-agent check`,
 		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, eng, err := a.load(logging.Discard())
@@ -34,6 +39,9 @@ TLS or shows an untrusted certificate fails the check.`,
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintf(w, "config\tok\t%s (agent %q, %d targets)\n", cfg.Path, cfg.Agent.Name, len(cfg.Targets))
+			if p := cfg.ServerProxy; p.URL != nil {
+				fmt.Fprintf(w, "proxy\tused\tthe server is reached through HTTP proxy %s (from %s)\n", p, p.From)
+			}
 			failed := 0
 			for _, r := range eng.Check(cmd.Context()) {
 				state := "ok"

@@ -98,6 +98,7 @@ func engineOptions(cfg *config.Agent, log *slog.Logger) (agent.Options, error) {
 		MaxHeaderSize:    cfg.Agent.MaxHeaderSize,
 		Transport:        cfg.Server.Transport,
 		Keys:             newFileKeys(cfg),
+		Proxy:            cfg.ServerProxy.URL,
 		Logger:           log,
 	}, nil
 }

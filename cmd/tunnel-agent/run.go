@@ -37,6 +37,11 @@ UDP and falls back to TLS over TCP, to the same port, when QUIC gets no
 answer within 3s, logging why; it tries QUIC again 5 minutes later. "tls" and
 "quic" use only that one.
 
+[server] proxy = "http://[user:password@]host:port" reaches the server
+through an HTTP CONNECT proxy; without the key, HTTPS_PROXY and NO_PROXY
+decide, and proxy = "direct" ignores them. Through a proxy "auto" uses TLS
+only (QUIC cannot pass one) and "quic" is a config error.
+
 On SIGHUP (or 'tunnel-agent reload') it re-reads the config: added targets
 can be used at once, removed ones refuse new sessions, sessions in flight
 continue and the connection stays up. A new agent.key moves the agent to a
@@ -50,9 +55,14 @@ It records its process id for 'tunnel-agent reload' in --pid-file (default:
 tunnel-agent-NAME.pid in $RUNTIME_DIRECTORY, /run/tunnel-agent,
 $XDG_RUNTIME_DIR or the temporary directory, the first that is writable).
 
-It exits only on SIGINT/SIGTERM (code 0), a bad config (code 2), or when
+With [agent] metrics_listen set (e.g. "127.0.0.1:9102"), it serves
+Prometheus metrics at http://ADDRESS/metrics, without authentication: bind
+it to loopback or a private interface. docs/METRICS.md lists them.
+
+It exits only on SIGINT/SIGTERM (code 0), a bad config (code 2), when
 the server refuses this agent for good (code 3): unknown, removed or
-disabled agent, or a key the server does not know.`,
+disabled agent, or a key the server does not know, or at start when
+metrics_listen cannot be bound (code 1).`,
 		Example: `  tunnel-agent run
   tunnel-agent run --config /etc/tunnel-agent.toml --log debug
   tunnel-agent run --pid-file /run/tunnel-agent/agent.pid`,
@@ -75,6 +85,11 @@ disabled agent, or a key the server does not know.`,
 			if len(names) == 0 {
 				log.Warn("no [[targets]] in the config: the agent connects but can serve no route", "config", cfg.Path)
 			}
+			stopMetrics, err := serveMetrics(cmd.Context(), cfg, eng, log)
+			if err != nil {
+				return err
+			}
+			defer stopMetrics()
 			if path, err := pidfile.Write(pidFile, cfg.Agent.Name); err != nil {
 				log.Warn("no pid file: 'tunnel-agent reload' cannot find this agent; send SIGHUP yourself", logging.KeyErr, err)
 			} else {
@@ -186,6 +201,7 @@ func restartNeeded(cur, next *config.Agent) []string {
 	}
 	diff("server.address", cur.Server.Address != next.Server.Address)
 	diff("server.transport", cur.Server.Transport != next.Server.Transport)
+	diff("server.proxy", cur.ServerProxy.String() != next.ServerProxy.String())
 	a, b := cur.Agent, next.Agent
 	diff("agent.max_sessions", a.MaxSessions != b.MaxSessions)
 	diff("agent.dial_timeout", a.DialTimeout != b.DialTimeout)

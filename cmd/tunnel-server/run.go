@@ -20,6 +20,7 @@ import (
 	"github.com/tunnelrelay/tunnel/internal/cli"
 	"github.com/tunnelrelay/tunnel/internal/config"
 	"github.com/tunnelrelay/tunnel/internal/logging"
+	"github.com/tunnelrelay/tunnel/internal/metrics"
 	"github.com/tunnelrelay/tunnel/internal/server"
 	"github.com/tunnelrelay/tunnel/internal/store"
 	"github.com/tunnelrelay/tunnel/internal/version"
@@ -34,6 +35,10 @@ func (a *app) runCmd() *cobra.Command {
 		Long: `run serves agents on server.listen, every route's client endpoint, and the
 admin endpoint on admin.listen. Routes and agents come from the database
 and survive restarts.
+
+The admin endpoint also serves Prometheus metrics at /metrics, to requests
+that carry the admin token as the CLI does ("Authorization: Bearer TOKEN");
+docs/METRICS.md lists them.
 
 On SIGHUP it re-reads the config file and the certificates it names:
 server.cert/key and postgres.cert/key are used for handshakes from then on,
@@ -141,7 +146,7 @@ func serve(ctx context.Context, cfg *config.Server, log *slog.Logger) error {
 		return fmt.Errorf("admin.listen: %w", err)
 	}
 	httpSrv := &http.Server{
-		Handler:           admin.Handler(srv, token, logging.Module(log, "admin")),
+		Handler:           adminHandler(srv, token, logging.Module(log, "admin")),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logging.Module(log, "admin").Handler(), slog.LevelDebug),
 	}
@@ -178,6 +183,15 @@ wait:
 		err = nil
 	}
 	return err
+}
+
+// adminHandler serves the admin API and, with the same token, the
+// server's Prometheus metrics at /metrics.
+func adminHandler(srv *server.Server, token string, log *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET "+metrics.Path, admin.Protect(token, metrics.Handler(srv.Gatherer(), log)))
+	mux.Handle("/", admin.Handler(srv, token, log))
+	return mux
 }
 
 // listenAdmin opens the admin endpoint: loopback TCP, or a unix socket only

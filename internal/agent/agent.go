@@ -16,11 +16,15 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tunnelrelay/tunnel/internal/logging"
+	"github.com/tunnelrelay/tunnel/internal/metrics"
 	"github.com/tunnelrelay/tunnel/internal/proto"
 	"github.com/tunnelrelay/tunnel/pkg/mux"
 )
@@ -92,6 +96,11 @@ type Options struct {
 	// QUICRetry is how long, with TransportAuto, the agent stays on TLS
 	// after QUIC failed before it tries QUIC again. Default 5m.
 	QUICRetry time.Duration
+	// Proxy is an HTTP proxy (http or https URL, with any user:password)
+	// the agent reaches the server through with CONNECT; nil means
+	// directly. QUIC cannot pass it: with a proxy TransportAuto uses TLS
+	// only, and TransportQUIC is refused.
+	Proxy *url.URL
 
 	// Mux tunes the multiplexed connection.
 	Mux *mux.Config
@@ -140,6 +149,8 @@ type Agent struct {
 	opt      Options
 	instance string
 	log      *slog.Logger
+	registry *prometheus.Registry
+	metrics  *metrics.Agent
 
 	targets        atomic.Pointer[targetSet]  // replaced by SetTargets
 	tlsConf        atomic.Pointer[tls.Config] // replaced by SetTLSConfig
@@ -163,6 +174,9 @@ func New(opt Options) (*Agent, error) {
 	case TransportAuto, TransportTLS, TransportQUIC:
 	default:
 		return nil, fmt.Errorf("agent: unknown transport %q", opt.Transport)
+	}
+	if err := opt.checkProxy(); err != nil {
+		return nil, err
 	}
 	if opt.DialTLS == nil || opt.DialQUIC == nil {
 		if opt.TLSConfig == nil {
@@ -188,6 +202,7 @@ func New(opt Options) (*Agent, error) {
 	var id [8]byte
 	crand.Read(id[:])
 	a.instance = hex.EncodeToString(id[:])
+	a.initMetrics()
 	return a, nil
 }
 
@@ -195,6 +210,7 @@ func New(opt Options) (*Agent, error) {
 // whenever the connection fails or ends, until ctx is done (it returns nil)
 // or the server refuses the agent for good (it returns the *proto.Refuse).
 func (a *Agent) Run(ctx context.Context) error {
+	a.logProxy()
 	attempt := 0
 	var quickUntil time.Time // the server is restarting: retry often until then
 	for {
@@ -264,6 +280,7 @@ func (a *Agent) runOnce(ctx context.Context) (welcomed bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	defer a.metrics.Disconnected()
 	for {
 		a.logConnected(c)
 		next, err := c.serve(ctx)
@@ -275,10 +292,14 @@ func (a *Agent) runOnce(ctx context.Context) (welcomed bool, err error) {
 }
 
 func (a *Agent) logConnected(c *conn) {
+	a.metrics.Connected(c.sess.Transport())
 	attrs := []any{"server", a.opt.ServerAddress, "transport", c.sess.Transport(),
 		"targets", a.targets.Load().names, "server_version", c.welcome.ServerVersion}
 	if c.fallback != "" {
 		attrs = append(attrs, "fallback", c.fallback)
+	}
+	if a.proxied() {
+		attrs = append(attrs, "proxy", a.opt.Proxy.Redacted())
 	}
 	a.log.Info("connected to server", attrs...)
 }
@@ -321,6 +342,9 @@ func (a *Agent) muxConfig() *mux.Config {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = logging.Module(a.opt.Logger, "mux")
+	}
+	if cfg.Dial == nil && a.proxied() {
+		cfg.Dial = a.proxyDial().DialContext
 	}
 	if cfg.HalfCloseTimeout == 0 {
 		cfg.HalfCloseTimeout = a.opt.HalfCloseTimeout + 5*time.Second
@@ -597,7 +621,13 @@ func (c *conn) readLoop() error {
 				return fmt.Errorf("control stream: %w", err)
 			}
 		case proto.FramePong:
-			// The answer to our own ping; that it came is what counts.
+			// The answer to our own ping; that it came is what counts,
+			// and how long it took is a metric.
+			if sent, err := proto.ParseSeq(p); err == nil {
+				if rtt := time.Since(time.Unix(0, int64(sent))); rtt >= 0 && rtt < time.Hour {
+					c.a.metrics.HeartbeatRTT(rtt)
+				}
+			}
 		case proto.FrameReconnect:
 			var r proto.Reconnect
 			if err := proto.DecodeJSON(t, p, &r); err != nil {

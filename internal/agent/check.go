@@ -69,17 +69,23 @@ func (a *Agent) checkTarget(ctx context.Context, name string) CheckResult {
 	return r
 }
 
+// checkServer connects to the server the way Run does, through the proxy
+// if there is one, and says so.
 func (a *Agent) checkServer(ctx context.Context) CheckResult {
 	r := CheckResult{What: "server"}
+	server := a.opt.ServerAddress
+	if a.proxied() {
+		server += " through HTTP proxy " + a.opt.Proxy.Redacted()
+	}
 	start := time.Now()
 	c, err := a.connect(ctx, true)
 	if err != nil {
-		r.Detail = fmt.Sprintf("%s: %s: %v", a.opt.ServerAddress, describeConnErr(err, false), err)
+		r.Detail = fmt.Sprintf("%s: %s: %v", server, describeConnErr(err, false), err)
 		return r
 	}
 	c.sess.Close()
 	r.OK = true
-	r.Detail = fmt.Sprintf("%s accepted agent %q over %s (server %s, %v)", a.opt.ServerAddress, a.opt.Name,
+	r.Detail = fmt.Sprintf("%s accepted agent %q over %s (server %s, %v)", server, a.opt.Name,
 		c.sess.Transport(), c.welcome.ServerVersion, time.Since(start).Round(time.Millisecond))
 	if c.fallback != "" {
 		r.Detail += "; " + c.fallback

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tunnelrelay/tunnel/internal/logging"
+	"github.com/tunnelrelay/tunnel/internal/metrics"
 	"github.com/tunnelrelay/tunnel/internal/proto"
 	"github.com/tunnelrelay/tunnel/internal/splice"
 	"github.com/tunnelrelay/tunnel/pkg/mux"
@@ -22,6 +23,7 @@ func (a *Agent) serveStream(ctx context.Context, st mux.Stream) {
 	open, err := proto.ReadOpen(st, a.opt.MaxHeaderSize)
 	if err != nil {
 		a.log.Warn("bad data stream header", logging.KeyErr, err)
+		a.metrics.DialFailed("", metrics.ReasonBadRequest)
 		a.reply(st, proto.ReplyBadRequest, "bad header: "+err.Error())
 		st.Close()
 		return
@@ -40,6 +42,7 @@ func (a *Agent) serveStream(ctx context.Context, st mux.Stream) {
 	if !ok {
 		msg := fmt.Sprintf("agent %q declares no target %q", a.opt.Name, open.Target)
 		log.Warn("session refused", logging.KeyReason, msg)
+		a.metrics.DialFailed("", metrics.ReasonUnknownTarget)
 		a.reply(st, proto.ReplyUnknownTarget, msg)
 		st.Close()
 		return
@@ -48,6 +51,7 @@ func (a *Agent) serveStream(ctx context.Context, st mux.Stream) {
 		a.active.Add(-1)
 		msg := fmt.Sprintf("agent %q is at its limit of %d open sessions", a.opt.Name, a.opt.MaxSessions)
 		log.Warn("session refused", logging.KeyReason, msg)
+		a.metrics.DialFailed(open.Target, metrics.ReasonLimitReached)
 		a.reply(st, proto.ReplyLimitReached, msg)
 		st.Close()
 		return
@@ -61,10 +65,12 @@ func (a *Agent) serveStream(ctx context.Context, st mux.Stream) {
 	if err != nil {
 		msg := describeDialErr(open.Target, err, a.opt.DialTimeout)
 		log.Warn("session refused", logging.KeyReason, msg, logging.KeyErr, err)
+		a.metrics.DialFailed(open.Target, dialFailReason(err))
 		a.reply(st, proto.ReplyDialFailed, msg)
 		st.Close()
 		return
 	}
+	a.metrics.Dialed(open.Target, time.Since(start))
 	st.SetReadDeadline(time.Time{})
 	if err := a.reply(st, proto.ReplyOK, ""); err != nil {
 		log.Info("session abandoned by the server", logging.KeyErr, err)
@@ -73,7 +79,9 @@ func (a *Agent) serveStream(ctx context.Context, st mux.Stream) {
 		return
 	}
 	log.Debug("session started", "dial", time.Since(start).Round(time.Microsecond))
-	res := splice.Splice(ctx, st, target, splice.Options{HalfCloseTimeout: a.opt.HalfCloseTimeout})
+	ms := a.metrics.SessionStarted(open.Target)
+	defer ms.End()
+	res := splice.Splice(ctx, st, target, splice.Options{HalfCloseTimeout: a.opt.HalfCloseTimeout, Counters: &ms.Counters})
 	attrs := []any{logging.KeyBytesUp, res.AToB, logging.KeyBytesDown, res.BToA,
 		logging.KeyDuration, time.Since(start).Round(time.Millisecond)}
 	if res.Err != nil {

@@ -25,8 +25,12 @@ type fallback struct {
 // connect dials the server the way Options.Transport says and runs the hello
 // exchange. With "auto" it tries QUIC first, unless QUIC failed less than
 // QUICRetry ago, and falls back to TLS when QUIC fails or does not answer
-// within QUICTimeout; the TLS hello tells the server why.
+// within QUICTimeout; the TLS hello tells the server why. Behind an HTTP
+// proxy, "auto" means TLS.
 func (a *Agent) connect(ctx context.Context, probe bool) (*conn, error) {
+	if a.proxied() && a.opt.Transport == TransportAuto {
+		return a.connectOver(ctx, TransportTLS, probe, proxyFallback)
+	}
 	if a.opt.Transport != TransportAuto {
 		return a.connectOver(ctx, a.opt.Transport, probe, "")
 	}

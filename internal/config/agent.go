@@ -58,6 +58,9 @@ type Agent struct {
 	// Path is the file the config was loaded from (absolute after
 	// LoadAgent, the name given to ParseAgent otherwise).
 	Path string `toml:"-"`
+	// ServerProxy is how the agent reaches the server, from Server.Proxy
+	// and the environment; set by ParseAgent (see AgentServer.ResolveProxy).
+	ServerProxy Proxy `toml:"-"`
 }
 
 // AgentServer is the [server] section of the agent config.
@@ -73,6 +76,12 @@ type AgentServer struct {
 	// Transport is how the agent connects: "tls", "quic" or "auto". Empty
 	// means "auto".
 	Transport string `toml:"transport"`
+	// Proxy is the HTTP proxy the agent reaches the server through, with
+	// CONNECT: "http://[user:password@]host:port" or "https://...". Empty
+	// means as HTTPS_PROXY and NO_PROXY say; ProxyDirect means no proxy,
+	// whatever they say. QUIC cannot pass a proxy: with one, "auto" uses
+	// TLS only and "quic" is an error.
+	Proxy ProxyURL `toml:"proxy"`
 }
 
 // AgentSelf is the [agent] section of the agent config.
@@ -100,6 +109,10 @@ type AgentSelf struct {
 	// in bytes, from MinHeaderSizeLimit to MaxHeaderSizeLimit. Zero means
 	// DefaultMaxHeaderSize.
 	MaxHeaderSize int `toml:"max_header_size"`
+	// MetricsListen is the host:port where the agent serves Prometheus
+	// metrics at /metrics, without authentication: bind it to loopback or
+	// a private interface. Empty means no metrics endpoint.
+	MetricsListen string `toml:"metrics_listen"`
 }
 
 // Target is one [[targets]] entry: a name routes refer to and the only
@@ -207,6 +220,7 @@ func (c *Agent) validate() []*Error {
 		check("server.transport", quote(s.Transport), fmt.Sprintf("unknown transport (use %q, %q or %q)",
 			TransportAuto, TransportTLS, TransportQUIC))
 	}
+	errs = append(errs, validateProxy(s)...)
 
 	check("agent.name", quoteNonEmpty(a.Name), checkName(a.Name))
 	check("agent.key", "", checkPrivateKeyPEM(a.Key.Reveal()))
@@ -221,6 +235,11 @@ func (c *Agent) validate() []*Error {
 	if n := a.MaxHeaderSize; n != 0 && (n < MinHeaderSizeLimit || n > MaxHeaderSizeLimit) {
 		check("agent.max_header_size", fmt.Sprintf("(%d)", n), fmt.Sprintf(
 			"must be from %d to %d bytes (0 means the default, %d)", MinHeaderSizeLimit, MaxHeaderSizeLimit, DefaultMaxHeaderSize))
+	}
+	if a.MetricsListen != "" {
+		// A host is required: the endpoint has no authentication, so
+		// listening on every interface must be asked for by name (0.0.0.0).
+		check("agent.metrics_listen", quote(a.MetricsListen), checkAddress(a.MetricsListen, dialAddr))
 	}
 
 	first := map[string]int{}
@@ -332,6 +351,12 @@ func ParseAgent(name string, data []byte, env func(string) string) (*Agent, erro
 	from, errs := applyEnv(&c, agentEnvPrefix, env)
 	c.ApplyDefaults()
 	errs = append(errs, c.validate()...)
+	if len(errs) == 0 {
+		var err *Error
+		if c.ServerProxy, err = c.Server.resolveProxy(env); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if len(errs) > 0 {
 		return nil, locate(errs, name, idx, from)
 	}

@@ -223,6 +223,21 @@ func TestParseAgentErrors(t *testing.T) {
 			want: []string{`tunnel-agent.toml:{max_sessions}: agent.max_sessions (-1): must not be negative (0 means the default, 10000)`},
 		},
 		{
+			name: "metrics listen without host",
+			doc:  edit(validAgent, "\n\n[[targets]]", "\nmetrics_listen = \":9102\"\n\n[[targets]]"),
+			want: []string{`tunnel-agent.toml:{metrics_listen}: agent.metrics_listen ":9102": missing host (want host:port)`},
+			kind: ErrInvalid,
+		},
+		{
+			name: "metrics listen without port",
+			doc:  edit(validAgent, "\n\n[[targets]]", "\nmetrics_listen = \"127.0.0.1\"\n\n[[targets]]"),
+			want: []string{`agent.metrics_listen "127.0.0.1": missing port (want host:port)`},
+		},
+		{
+			name: "metrics listen on loopback",
+			doc:  edit(validAgent, "\n\n[[targets]]", "\nmetrics_listen = \"127.0.0.1:9102\"\n\n[[targets]]"),
+		},
+		{
 			name: "target address without port",
 			doc:  edit(validAgent, `"10.0.0.5:5432"`, `"db"`),
 			want: []string{`tunnel-agent.toml:{"db"}: targets[1].address "db": missing port`},

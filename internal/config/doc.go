@@ -50,6 +50,11 @@
 // AgentEnv and ServerEnv list them. A bad value is an error naming the
 // variable.
 //
+// The agent's way to the server also follows the usual proxy variables:
+// when [server] proxy is empty, HTTPS_PROXY (or https_proxy) names an HTTP
+// proxy for it unless NO_PROXY (or no_proxy) excludes the server's address
+// (AgentServer.ResolveProxy; ParseAgent sets Agent.ServerProxy).
+//
 // # Finding the file
 //
 // Find (and FindAgent, FindServer) returns the --config path if given,

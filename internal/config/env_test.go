@@ -22,6 +22,7 @@ func TestEnvNames(t *testing.T) {
 				"TUNNEL_AGENT_SERVER_CA=server.ca",
 				"TUNNEL_AGENT_SERVER_SERVER_NAME=server.server_name",
 				"TUNNEL_AGENT_SERVER_TRANSPORT=server.transport",
+				"TUNNEL_AGENT_SERVER_PROXY=server.proxy",
 				"TUNNEL_AGENT_AGENT_NAME=agent.name",
 				"TUNNEL_AGENT_AGENT_KEY=agent.key",
 				"TUNNEL_AGENT_AGENT_MAX_SESSIONS=agent.max_sessions",
@@ -30,6 +31,7 @@ func TestEnvNames(t *testing.T) {
 				"TUNNEL_AGENT_AGENT_HALF_CLOSE_TIMEOUT=agent.half_close_timeout",
 				"TUNNEL_AGENT_AGENT_DRAIN_TIMEOUT=agent.drain_timeout",
 				"TUNNEL_AGENT_AGENT_MAX_HEADER_SIZE=agent.max_header_size",
+				"TUNNEL_AGENT_AGENT_METRICS_LISTEN=agent.metrics_listen",
 			},
 		},
 		{

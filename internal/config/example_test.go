@@ -16,6 +16,9 @@ func TestExamples(t *testing.T) {
 	if len(agent.Targets) != 3 || agent.Agent.HalfCloseTimeout.Duration != 30*time.Second || agent.Agent.MaxHeaderSize != 4096 {
 		t.Errorf("agent example: %+v", agent.Agent)
 	}
+	if agent.Server.Proxy != ProxyDirect || agent.ServerProxy.URL != nil {
+		t.Errorf("agent example: proxy %v, resolved to %v", agent.Server.Proxy, agent.ServerProxy)
+	}
 	if r, ok := agent.Target("reporting"); !ok || r.TLS != TargetTLSVerifyFull || r.TLSCA == "" || r.TLSServerName != "db.internal" {
 		t.Errorf("agent example, target reporting: %+v", r)
 	}

@@ -28,7 +28,7 @@ func renderings(t *testing.T, v any) map[string]string {
 	}
 	switch v.(type) {
 	case AgentTemplate: // its fields are plain strings; RenderAgent is its TOML
-	case Secret: // not a document; covered in a struct by TestSecretRedacted
+	case Secret, ProxyURL: // not a document; covered in a struct by TestSecretRedacted, TestProxyNeverShown
 	default:
 		b, err := toml.Marshal(v)
 		if err != nil {

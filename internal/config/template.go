@@ -294,6 +294,10 @@ ca = {{multiline .CAPEM}}
 # "auto" tries QUIC (UDP, same port) and falls back to TLS over TCP when UDP
 # is blocked, trying QUIC again later; "tls" or "quic" use only that one.
 # transport = {{toml .Defaults.Server.Transport}}
+# An HTTP proxy to reach the server through, with CONNECT (over TLS only: QUIC
+# cannot pass one). Without this key HTTPS_PROXY and NO_PROXY apply; "direct"
+# ignores them.
+# proxy = "http://user:password@proxy.example.com:3128"
 
 [agent]
 name = {{toml .Agent}}
@@ -312,6 +316,9 @@ key = {{multiline .KeyPEM}}
 # drain_timeout = {{toml .Defaults.Agent.DrainTimeout.String}}
 # Largest tunnel protocol message read, in bytes:
 # max_header_size = {{.Defaults.Agent.MaxHeaderSize}}
+# Prometheus metrics at http://ADDRESS/metrics, off by default. Anyone who
+# can reach ADDRESS can read them: use loopback or a private interface.
+# metrics_listen = "127.0.0.1:9102"
 
 # Targets are the only addresses this agent will ever dial. A route on the
 # server names a target of this agent, never an address: the agent dials

@@ -68,9 +68,16 @@ type result struct {
 // run runs a binary to completion.
 func run(t *testing.T, bin string, args ...string) result {
 	t.Helper()
+	return runEnv(t, nil, bin, args...)
+}
+
+// runEnv is run with env (NAME=value) added to the environment.
+func runEnv(t *testing.T, env []string, bin string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(binaries(t), bin), args...)
+	cmd.Env = withEnv(env)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -95,8 +102,15 @@ type proc struct {
 
 func start(t *testing.T, bin string, args ...string) *proc {
 	t.Helper()
+	return startEnv(t, nil, bin, args...)
+}
+
+// startEnv is start with env (NAME=value) added to the environment.
+func startEnv(t *testing.T, env []string, bin string, args ...string) *proc {
+	t.Helper()
 	p := &proc{log: &logBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(filepath.Join(binaries(t), bin), args...)
+	p.cmd.Env = withEnv(env)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -115,6 +129,15 @@ func start(t *testing.T, bin string, args ...string) *proc {
 		}
 	})
 	return p
+}
+
+// withEnv returns the test's environment plus env, whose settings win;
+// nil for none, which exec takes as the test's environment.
+func withEnv(env []string) []string {
+	if env == nil {
+		return nil
+	}
+	return append(os.Environ(), env...)
 }
 
 // kill kills the process with SIGKILL: no chance to say goodbye.
@@ -189,9 +212,12 @@ func (c *cluster) startServer(t *testing.T) {
 	c.server.log.waitFor(t, 10*time.Second, "tunnel-server running")
 }
 
+// pidFile is where the cluster's agent records its process id.
+func (c *cluster) pidFile() string { return filepath.Join(c.dir, "tunnel-agent.pid") }
+
 func (c *cluster) startAgent(t *testing.T) {
 	t.Helper()
-	c.agent = start(c.top, "tunnel-agent", "run", "--config", c.agentCfg, "--log", "debug")
+	c.agent = start(c.top, "tunnel-agent", "run", "--config", c.agentCfg, "--log", "debug", "--pid-file", c.pidFile())
 }
 
 // srv runs a management command against the cluster's server.

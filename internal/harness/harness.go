@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"sync"
 	"time"
@@ -26,6 +27,12 @@ import (
 // PostgresDomain is a DNS domain the test server's certificate covers
 // (*.db.test), for PostgreSQL routes picked by TLS server name.
 const PostgresDomain = "db.test"
+
+// ServerHost is a name the test server's certificate covers and no DNS
+// knows: an agent given ServerHost:port as the server's address
+// (AgentConfig.ServerAddress) reaches it only through a proxy that maps the
+// name to 127.0.0.1, as internal/testutil/connectproxy can.
+const ServerHost = "tunnel.test"
 
 // Server is an in-process tunnel-server.
 type Server struct {
@@ -61,7 +68,7 @@ func StartServer(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	certPEM, keyPEM, err := ca.IssueServerCert([]string{"127.0.0.1", "localhost", "*." + PostgresDomain}, 24*time.Hour)
+	certPEM, keyPEM, err := ca.IssueServerCert([]string{"127.0.0.1", "localhost", ServerHost, "*." + PostgresDomain}, 24*time.Hour)
 	if err != nil {
 		return nil, err
 	}
@@ -192,6 +199,10 @@ type AgentConfig struct {
 	Transport string
 	// OnSession, if set, sees every session the agent connects.
 	OnSession func(mux.Session)
+	// ServerAddress, if set, is the server's address as the agent's config
+	// would give it (ServerHost:port, say) instead of the listener's; its
+	// host is the name the agent checks the certificate for.
+	ServerAddress string
 }
 
 // NewAgent creates an agent (registering it when asked) without starting it.
@@ -213,13 +224,22 @@ func (s *Server) NewAgent(ctx context.Context, cfg AgentConfig) (*Agent, error) 
 	if caPEM == nil {
 		caPEM = s.CAPEM
 	}
-	tlsConf, err := auth.ClientConfig(cfg.Name, key, caPEM, "127.0.0.1")
+	serverAddr, serverName := s.Addr, "127.0.0.1"
+	if cfg.ServerAddress != "" {
+		serverAddr = cfg.ServerAddress
+		host, _, err := net.SplitHostPort(serverAddr)
+		if err != nil {
+			return nil, err
+		}
+		serverName = host
+	}
+	tlsConf, err := auth.ClientConfig(cfg.Name, key, caPEM, serverName)
 	if err != nil {
 		return nil, err
 	}
 	opt := cfg.Options
 	opt.Name = cfg.Name
-	opt.ServerAddress = s.Addr
+	opt.ServerAddress = serverAddr
 	opt.TLSConfig = tlsConf
 	opt.Targets = cfg.Targets
 	switch {

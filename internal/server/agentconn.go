@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tunnelrelay/tunnel/internal/logging"
+	"github.com/tunnelrelay/tunnel/internal/metrics"
 	"github.com/tunnelrelay/tunnel/internal/proto"
 	"github.com/tunnelrelay/tunnel/pkg/auth"
 	"github.com/tunnelrelay/tunnel/pkg/mux"
@@ -69,6 +70,7 @@ func (s *Server) serveAgent(sess mux.Session) {
 	id, err := auth.PeerIdentity(sess.ConnectionState())
 	if err != nil {
 		log.Info("agent refused", logging.KeyReason, err.Error())
+		s.metrics.Handshake(metrics.HandshakeFailed)
 		sess.Close()
 		return
 	}
@@ -83,6 +85,7 @@ func (s *Server) serveAgent(sess mux.Session) {
 		defer sess.Close()
 	}
 	refuse := func(code proto.RefuseCode, msg string) {
+		s.metrics.Handshake(string(code))
 		log.Warn("agent refused", logging.KeyReason, msg, "code", string(code))
 		s.refuse(sess, ctl, code, msg)
 	}
@@ -94,6 +97,7 @@ func (s *Server) serveAgent(sess mux.Session) {
 		return
 	case err != nil:
 		log.Info("agent handshake failed", logging.KeyErr, err)
+		s.metrics.Handshake(metrics.HandshakeFailed)
 		sess.Close()
 		return
 	case enroll != nil:
@@ -126,10 +130,13 @@ func (s *Server) serveAgent(sess mux.Session) {
 		ctl.SetWriteDeadline(time.Now().Add(s.opt.HandshakeTimeout))
 		if err := proto.WriteJSON(ctl, proto.FrameWelcome, welcome); err == nil {
 			log.Info("agent check succeeded")
+			s.metrics.Handshake(metrics.HandshakeProbe)
 			if welcome.Version >= 2 {
 				// tunnel-agent rotate announces its new key here.
 				s.serveProbe(ctl, id, log)
 			}
+		} else {
+			s.metrics.Handshake(metrics.HandshakeFailed)
 		}
 		s.closeWhenPeerDone(sess, ctl)
 		return
@@ -173,8 +180,10 @@ func (s *Server) serveAgent(sess mux.Session) {
 		s.release(ac)
 		sess.Close()
 		log.Info("agent handshake failed", logging.KeyErr, err)
+		s.metrics.Handshake(metrics.HandshakeFailed)
 		return
 	}
+	s.metrics.AgentConnected(id.Name)
 	attrs := []any{"version", hello.AgentVersion, "targets", hello.Targets, "handshake", time.Since(start).Round(time.Millisecond)}
 	if ac.fallback != "" {
 		attrs = append(attrs, "fallback", ac.fallback)
@@ -458,6 +467,7 @@ func (ac *agentConn) readLoop() error {
 			if sent, err := proto.ParseSeq(p); err == nil {
 				if rtt := ac.srv.since() - sent; rtt < uint64(time.Hour) {
 					ac.rtt.Store(int64(rtt))
+					ac.srv.metrics.HeartbeatRTT(time.Duration(rtt))
 				}
 			}
 		case proto.FramePing:

@@ -23,7 +23,8 @@ type route struct {
 	err   error // why the route cannot be served at all
 
 	sessions  atomic.Int64
-	bytesUp   atomic.Int64
+	opened    atomic.Uint64 // sessions started, for metrics
+	bytesUp   atomic.Int64  // of ended sessions; updated under Server.mu
 	bytesDown atomic.Int64
 }
 

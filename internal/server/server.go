@@ -17,7 +17,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tunnelrelay/tunnel/internal/logging"
+	"github.com/tunnelrelay/tunnel/internal/metrics"
 	"github.com/tunnelrelay/tunnel/internal/store"
 	"github.com/tunnelrelay/tunnel/pkg/auth"
 	"github.com/tunnelrelay/tunnel/pkg/dbproxy"
@@ -105,6 +108,8 @@ type Server struct {
 	verifier auth.Verifier
 	started  time.Time
 	epoch    time.Time // origin of heartbeat timestamps
+	registry *prometheus.Registry
+	metrics  *metrics.Server
 
 	// Set by Open.
 	ctx    context.Context // canceled by Close: ends every goroutine below
@@ -149,6 +154,7 @@ func New(opt Options) (*Server, error) {
 	}
 	s.verifier = auth.Verifier{Lookup: s.lookupAgent}
 	s.SetLimits(opt.MaxSessionsPerAgent, opt.OpenTimeout)
+	s.initMetrics()
 	return s, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tunnelrelay/tunnel/internal/logging"
+	"github.com/tunnelrelay/tunnel/internal/metrics"
 	"github.com/tunnelrelay/tunnel/internal/proto"
 	"github.com/tunnelrelay/tunnel/internal/splice"
 	"github.com/tunnelrelay/tunnel/pkg/dbproxy"
@@ -26,10 +27,15 @@ func (s *Server) Dial(ctx context.Context, req *dbproxy.Request) (dbproxy.Backen
 	rt := s.routes[req.Route]
 	s.mu.Unlock()
 	if rt == nil {
+		s.metrics.DialFailed("", metrics.DialReason(dbproxy.ErrUnknownRoute))
 		return nil, &dbproxy.RouteError{Code: dbproxy.ErrUnknownRoute, Reason: fmt.Sprintf("no route named %q", req.Route)}
 	}
-	oe := func(code dbproxy.ErrorCode, reason string) error {
+	failed := func(label string, code dbproxy.ErrorCode, reason string) error {
+		s.metrics.DialFailed(rt.cfg.Name, label)
 		return &dbproxy.RouteError{Code: code, Agent: rt.cfg.Agent, Target: rt.cfg.Target, Reason: reason}
+	}
+	oe := func(code dbproxy.ErrorCode, reason string) error {
+		return failed(metrics.DialReason(code), code, reason)
 	}
 	ac := s.liveAgent(rt.cfg.Agent)
 	if ac == nil {
@@ -69,8 +75,13 @@ func (s *Server) Dial(ctx context.Context, req *dbproxy.Request) (dbproxy.Backen
 	if err != nil {
 		release()
 		code, reason := classifyOpenErr(err)
-		return nil, oe(code, reason)
+		label := metrics.DialReason(code)
+		if errors.Is(err, errAgentTimeout) {
+			label = metrics.ReasonTimeout
+		}
+		return nil, failed(label, code, reason)
 	}
+	rt.opened.Add(1)
 	ss := &session{
 		Stream:  st,
 		srv:     s,
@@ -120,6 +131,7 @@ func classifyOpenErr(err error) (dbproxy.ErrorCode, string) {
 
 // openStream opens a data stream, sends Open and waits for the Reply.
 func (s *Server) openStream(ctx context.Context, ac *agentConn, open *proto.Open) (mux.Stream, error) {
+	start := time.Now()
 	timeout := time.Duration(s.openTimeout.Load())
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -140,7 +152,7 @@ func (s *Server) openStream(ctx context.Context, ac *agentConn, open *proto.Open
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() && ctx.Err() != nil {
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return nil, fmt.Errorf("the agent did not answer within %v", timeout)
+				return nil, fmt.Errorf("%w within %v", errAgentTimeout, timeout)
 			}
 			return nil, ctx.Err()
 		}
@@ -156,8 +168,13 @@ func (s *Server) openStream(ctx context.Context, ac *agentConn, open *proto.Open
 		return nil, ctx.Err()
 	}
 	st.SetDeadline(time.Time{})
+	s.metrics.StreamOpened(time.Since(start))
 	return st, nil
 }
+
+// errAgentTimeout is an agent that did not answer a data stream's Open
+// within OpenTimeout.
+var errAgentTimeout = errors.New("the agent did not answer")
 
 // session is a live client session: a data stream and its accounting.
 type session struct {
@@ -219,9 +236,11 @@ func (ss *session) finish(err error) {
 	ss.once.Do(func() {
 		ss.release()
 		up, down := ss.counters.AToB.Load(), ss.counters.BToA.Load()
+		// Under the lock with the removal, so that a metrics scrape, which
+		// adds live sessions' bytes to their route's, sees them once.
+		ss.srv.mu.Lock()
 		ss.route.bytesUp.Add(up)
 		ss.route.bytesDown.Add(down)
-		ss.srv.mu.Lock()
 		delete(ss.srv.sessions, ss.id)
 		ss.srv.mu.Unlock()
 		attrs := []any{logging.KeyBytesUp, up, logging.KeyBytesDown, down,

@@ -151,6 +151,11 @@ type Config struct {
 	// that timeout. Default 60s. QUIC only.
 	IdleTimeout time.Duration
 
+	// Dial opens the TCP connection DialTLS runs TLS over. Nil means a
+	// direct connection; an HTTPProxy's DialContext goes through an HTTP
+	// proxy. TLS only.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+
 	// Logger receives the transport's own messages. Nil means slog.Default().
 	Logger *slog.Logger
 }

@@ -27,17 +27,21 @@ func tlsConfig(base *tls.Config) *tls.Config {
 	return c
 }
 
-// DialTLS connects to addr over TCP, runs the TLS handshake with tlsConf and
-// returns the client side of a session.
+// DialTLS connects to addr over TCP (through cfg.Dial when set), runs the
+// TLS handshake with tlsConf and returns the client side of a session.
 func DialTLS(ctx context.Context, addr string, tlsConf *tls.Config, cfg *Config) (Session, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	c := cfg.withDefaults()
-	var d net.Dialer
+	dial := c.Dial
+	if dial == nil {
+		var d net.Dialer
+		dial = d.DialContext
+	}
 	dctx, cancel := context.WithTimeout(ctx, c.HandshakeTimeout)
 	defer cancel()
-	raw, err := d.DialContext(dctx, "tcp", addr)
+	raw, err := dial(dctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
