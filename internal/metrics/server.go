@@ -19,6 +19,9 @@ const (
 	HandshakeOK = "ok"
 	// HandshakeProbe: `tunnel-agent check` proved its credential.
 	HandshakeProbe = "probe"
+	// HandshakeEnrolled: `tunnel-agent enroll` registered a key with a
+	// one-time token.
+	HandshakeEnrolled = "enrolled"
 	// HandshakeFailed: the handshake broke off (no control stream or
 	// hello in time, no identity, the connection dropped) before the
 	// agent could be told anything.
@@ -30,7 +33,7 @@ const (
 var refuseCodes = []proto.RefuseCode{
 	proto.RefuseUnknownAgent, proto.RefuseAgentDisabled, proto.RefuseKeyMismatch,
 	proto.RefuseAlreadyConnected, proto.RefuseUnsupportedVersion, proto.RefuseBadHello,
-	proto.RefuseShuttingDown, proto.RefuseInternal,
+	proto.RefuseShuttingDown, proto.RefuseInternal, proto.RefuseBadToken,
 }
 
 // ReasonTimeout is the reason label, on the server, of a data stream the
@@ -126,7 +129,7 @@ func NewServer(reg prometheus.Registerer, version string, stats func() ServerSta
 		}),
 		seen: map[string]struct{}{},
 	}
-	for _, r := range []string{HandshakeOK, HandshakeProbe, HandshakeFailed} {
+	for _, r := range []string{HandshakeOK, HandshakeProbe, HandshakeEnrolled, HandshakeFailed} {
 		m.handshakes.WithLabelValues(r)
 	}
 	for _, c := range refuseCodes {
@@ -138,7 +141,7 @@ func NewServer(reg prometheus.Registerer, version string, stats func() ServerSta
 }
 
 // Handshake counts an agent handshake that ended with result: HandshakeProbe,
-// HandshakeFailed or a refusal's code. A welcome is AgentConnected.
+// HandshakeEnrolled, HandshakeFailed or a refusal's code. A welcome is AgentConnected.
 func (m *Server) Handshake(result string) { m.handshakes.WithLabelValues(result).Inc() }
 
 // AgentConnected counts a welcomed agent connection: a handshake that

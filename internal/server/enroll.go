@@ -10,6 +10,7 @@ import (
 
 	"github.com/tunnelrelay/tunnel/internal/admin"
 	"github.com/tunnelrelay/tunnel/internal/logging"
+	"github.com/tunnelrelay/tunnel/internal/metrics"
 	"github.com/tunnelrelay/tunnel/internal/proto"
 	"github.com/tunnelrelay/tunnel/internal/store"
 	"github.com/tunnelrelay/tunnel/pkg/auth"
@@ -76,6 +77,7 @@ func (s *Server) serveEnroll(sess mux.Session, ctl mux.Stream, id auth.Identity,
 	remote := remoteAddr(sess)
 	log := s.log.With(logging.KeyRemote, sess.RemoteAddr().String(), "transport", sess.Transport())
 	refuse := func(code proto.RefuseCode, msg string) {
+		s.metrics.Handshake(string(code))
 		log.Warn("enrollment refused", logging.KeyReason, msg, "code", string(code))
 		s.refuse(sess, ctl, code, msg)
 	}
@@ -107,6 +109,7 @@ func (s *Server) serveEnroll(sess mux.Session, ctl mux.Stream, id auth.Identity,
 	}
 	log = log.With(logging.KeyAgent, name)
 	log.Info("agent enrolled", "fingerprint", id.Fingerprint, "agent_version", e.AgentVersion)
+	s.metrics.Handshake(metrics.HandshakeEnrolled)
 	ctl.SetWriteDeadline(time.Now().Add(s.opt.HandshakeTimeout))
 	if err := proto.WriteJSON(ctl, proto.FrameEnrolled, &proto.Enrolled{Agent: name, Fingerprint: id.Fingerprint}); err != nil {
 		// The agent hangs up as soon as it has the answer, which can
