@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -40,6 +41,10 @@ that CA is then pinned in the config. The fingerprint may be given as
 tunnel-server prints it (sha256:BASE64URL) or as hex, with or without
 colons. Without it, the server's certificate must chain to this host's
 system roots, and the config pins nothing.
+
+When HTTPS_PROXY (or https_proxy) is set, enroll reaches the server through
+that HTTP proxy with CONNECT, unless NO_PROXY exempts the server, as
+'tunnel-agent run' does when its config sets no [server] proxy.
 
 The config goes to --out (default ./tunnel-agent.toml), mode 0600; an
 existing file is never overwritten, and the file is created before the
@@ -79,6 +84,12 @@ func (a *app) enroll(cmd *cobra.Command, f enrollFlags) error {
 			return cli.Usage(fmt.Errorf("--ca-fingerprint: %w", err))
 		}
 	}
+	// The agent's way to the server, as run finds it without a config.
+	server := config.AgentServer{Address: f.server, Transport: config.TransportTLS}
+	proxy, err := server.ResolveProxy(os.Getenv)
+	if err != nil {
+		return cli.Usage(err)
+	}
 	log, err := a.Logger(cmd.ErrOrStderr())
 	if err != nil {
 		return err
@@ -109,6 +120,7 @@ func (a *app) enroll(cmd *cobra.Command, f enrollFlags) error {
 		ServerAddress: f.server,
 		TLSConfig:     tlsConf,
 		Transport:     agent.TransportTLS,
+		Proxy:         proxy.URL,
 		Version:       version.Get().Version,
 		Logger:        log,
 	})
@@ -117,7 +129,11 @@ func (a *app) enroll(cmd *cobra.Command, f enrollFlags) error {
 	}
 	res, err := eng.Enroll(cmd.Context(), tok.Reveal())
 	if err != nil {
-		return enrollError(f.server, err)
+		where := f.server
+		if proxy.URL != nil {
+			where += " (through the proxy " + proxy.String() + " from " + proxy.From + ")"
+		}
+		return enrollError(where, err)
 	}
 	if res.Fingerprint != key.Fingerprint() {
 		return fmt.Errorf("the server registered key %s, not this one (%s); ask its operator to remove the agent and add it again", res.Fingerprint, key.Fingerprint())

@@ -9,6 +9,7 @@ import (
 
 	"github.com/tunnelrelay/tunnel/internal/admin"
 	"github.com/tunnelrelay/tunnel/internal/agent"
+	"github.com/tunnelrelay/tunnel/internal/config"
 	"github.com/tunnelrelay/tunnel/internal/harness"
 	"github.com/tunnelrelay/tunnel/internal/proto"
 	"github.com/tunnelrelay/tunnel/internal/store"
@@ -241,4 +242,45 @@ func mustKey(t *testing.T) *auth.AgentKey {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// TestEnrollThroughProxy: an agent whose only way to the server is an HTTP
+// CONNECT proxy (HTTPS_PROXY) enrolls through it, as tunnel-agent enroll
+// resolves it.
+func TestEnrollThroughProxy(t *testing.T) {
+	e := newEnv(t, transport{name: agent.TransportTLS}, testServerOptions())
+	_, port, err := net.SplitHostPort(e.srv.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := net.JoinHostPort(harness.ServerHost, port)
+	px := newConnectProxy(t)
+	tok := e.issue("acme", admin.EnrollTokenRequest{})
+
+	s := config.AgentServer{Address: server, Transport: config.TransportTLS}
+	proxy, err := s.ResolveProxy(envLookup(proxyEnv(px)))
+	if err != nil || proxy.URL == nil {
+		t.Fatalf("no proxy resolved: %v", err)
+	}
+	key := mustKey(t)
+	tlsConf, err := auth.PinnedCAConfig(key, tok.CAFingerprint, harness.ServerHost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt := testAgentOptions()
+	opt.ServerAddress, opt.TLSConfig, opt.Transport, opt.Proxy, opt.Logger = server, tlsConf, agent.TransportTLS, proxy.URL, e.lg
+	eng, err := agent.New(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := eng.Enroll(e.ctx, tok.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Agent != "acme" || e.agentView("acme").Fingerprint != key.Fingerprint() {
+		t.Fatalf("enrolled %+v; server has %+v", res, e.agentView("acme"))
+	}
+	if got := px.Targets(); len(got) != 1 || got[0] != server {
+		t.Errorf("the proxy was asked for %q, want [%s]", got, server)
+	}
 }
