@@ -56,6 +56,8 @@ type API interface {
 	Routes(ctx context.Context) ([]Route, error)
 	AddRoute(ctx context.Context, req AddRouteRequest) (*Route, error)
 	RemoveRoute(ctx context.Context, name string) error
+	Sessions(ctx context.Context) ([]Session, error)
+	Throughput(ctx context.Context) (*Throughput, error)
 }
 
 // Agent is a registered agent and, when it is connected, its connection.
@@ -91,8 +93,8 @@ type Route struct {
 	Listening bool   `json:"listening"`
 	Error     string `json:"error,omitempty"` // why it is not listening
 	Sessions  int    `json:"sessions"`        // open sessions
-	BytesUp   int64  `json:"bytes_up"`        // client to target, since the server started
-	BytesDown int64  `json:"bytes_down"`      // target to client, since the server started
+	BytesUp   int64  `json:"bytes_up"`        // client to target since the server started, live sessions included
+	BytesDown int64  `json:"bytes_down"`      // target to client since the server started, live sessions included
 }
 
 // Session is a live client session.
@@ -115,6 +117,32 @@ type Status struct {
 	Agents   []Agent   `json:"agents"`
 	Routes   []Route   `json:"routes"`
 	Sessions []Session `json:"sessions"`
+}
+
+// Throughput is the bytes the server's routes moved over the last minutes,
+// one sample per interval, oldest first. A new server has no samples yet;
+// the first comes one interval after it starts.
+type Throughput struct {
+	IntervalSeconds float64            `json:"interval_seconds"` // time between samples
+	WindowSeconds   float64            `json:"window_seconds"`   // how far back samples are kept
+	Samples         []ThroughputSample `json:"samples"`
+}
+
+// ThroughputSample is what moved in one interval.
+type ThroughputSample struct {
+	Time      time.Time `json:"time"`    // end of the interval
+	Seconds   float64   `json:"seconds"` // its measured length
+	BytesUp   int64     `json:"bytes_up"`
+	BytesDown int64     `json:"bytes_down"`
+	// Routes holds, by route name, the routes that moved bytes in the
+	// interval; idle routes are left out.
+	Routes map[string]RouteBytes `json:"routes,omitempty"`
+}
+
+// RouteBytes is one route's share of a ThroughputSample.
+type RouteBytes struct {
+	BytesUp   int64 `json:"bytes_up"`
+	BytesDown int64 `json:"bytes_down"`
 }
 
 // AddAgentRequest registers an agent by the fingerprint of its public key;
