@@ -1,9 +1,11 @@
 // Package admin is tunnel-server's management API: JSON over HTTP on a
-// loopback address or a unix socket, behind a bearer token. The server
-// engine implements API; Handler serves it; Client is what the
-// tunnel-server management commands (agent, route, status) use.
+// loopback address or a unix socket, behind the admin token. The server
+// engine implements API; Handler serves it, and the status page; Client is
+// what the tunnel-server management commands (agent, route, status) use.
+// docs/API.md documents every endpoint for people, and a test keeps the two
+// in step: an endpoint added here must be documented there.
 //
-// Endpoints, all under /api/v1:
+// Endpoints, all under /api/v1, need the token as a bearer header:
 //
 //	GET    /status                  Status
 //	GET    /agents                  []Agent
@@ -14,9 +16,20 @@
 //	GET    /routes                  []Route
 //	POST   /routes                  AddRouteRequest → Route
 //	DELETE /routes/{name}
+//	GET    /sessions                []Session
+//	GET    /throughput              Throughput
 //
 // Errors are {"error": "..."} with status 400 (invalid), 401 (no or wrong
-// token), 404 (not found), 409 (exists, in use, address in use) or 500.
+// token), 404 (not found), 405 (wrong method), 409 (exists, in use, address
+// in use) or 500.
+//
+// The status page is served at / without a token: its files (embedded,
+// nothing loaded from elsewhere) carry no data, and it reads the API like
+// any client. POST /ui/login turns the token into the cookie tunnel_admin
+// (an HMAC of a fixed label keyed by the token, never the token), which the
+// API accepts on GET and HEAD only, so a browser can read but only the
+// bearer token can change anything. It is not for people on other hosts:
+// the listener is loopback or a unix socket, reached over SSH.
 package admin
 
 import (

@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -43,6 +44,8 @@ func newHandler(api API, token string, log *slog.Logger) (http.Handler, []string
 	mux.HandleFunc("DELETE /api/v1/routes/{name}", h.removeRoute)
 	mux.HandleFunc("GET /api/v1/sessions", h.sessions)
 	mux.HandleFunc("GET /api/v1/throughput", h.throughput)
+	// Not an endpoint: answers, in JSON, what no endpoint does.
+	mux.ServeMux.Handle("/api/", noEndpoint(mux.ServeMux))
 
 	page := newRouter()
 	p := &statusPage{token: token, log: log}
@@ -72,6 +75,27 @@ func (r *router) Handle(pattern string, h http.Handler) {
 
 func (r *router) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
 	r.Handle(pattern, http.HandlerFunc(h))
+}
+
+// noEndpoint answers requests that match no endpoint of mux: 405 when the
+// path has endpoints for other methods, else 404.
+func noEndpoint(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var allow []string
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			if _, pattern := mux.Handler(probe); pattern != "/api/" && pattern != "" {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s %s: method not allowed (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow, ", ")))
+			return
+		}
+		writeError(w, http.StatusNotFound, fmt.Sprintf("%s %s: no such endpoint (see docs/API.md)", r.Method, r.URL.Path))
+	})
 }
 
 // requireToken passes on requests that carry the bearer token, and GET and

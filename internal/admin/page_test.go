@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -187,4 +188,36 @@ func TestPageNoToken(t *testing.T) {
 	if resp := do(t, req); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("a server without a token accepted a cookie: %d", resp.StatusCode)
 	}
+}
+
+func TestNoEndpoint(t *testing.T) {
+	srv := serve(t, &fakeAPI{})
+	c := NewClient(strings.TrimPrefix(srv.URL, "http://"), "secret-token")
+	for _, tc := range []struct {
+		method, path string
+		want         int
+		allow        string
+	}{
+		{"GET", "/nope", http.StatusNotFound, ""},
+		{"PUT", "/status", http.StatusMethodNotAllowed, "GET"},
+		{"GET", "/agents/a", http.StatusMethodNotAllowed, "DELETE"},
+		{"PATCH", "/agents", http.StatusMethodNotAllowed, "GET, POST"},
+	} {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			err := c.do(t.Context(), tc.method, tc.path, nil, nil)
+			var ae *Error
+			if !errors.As(err, &ae) || ae.Status != tc.want || !strings.Contains(ae.Message, tc.path) {
+				t.Fatalf("err = %v, want a JSON error with status %d naming the path", err, tc.want)
+			}
+			if tc.allow != "" && !strings.Contains(ae.Message, "allowed: "+tc.allow) {
+				t.Errorf("message %q does not say %s is allowed", ae.Message, tc.allow)
+			}
+		})
+	}
+	t.Run("without the token", func(t *testing.T) {
+		req, _ := http.NewRequest("GET", srv.URL+"/api/v1/nope", nil)
+		if code := do(t, req).StatusCode; code != http.StatusUnauthorized {
+			t.Fatalf("status %d, want 401 before anything else", code)
+		}
+	})
 }
