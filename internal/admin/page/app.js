@@ -76,11 +76,15 @@
     document.body.classList.remove('stale');
   }
 
+  let view = '';
+
   function show(which) {
+    if (which === view) return;
+    view = which;
     $('dash').hidden = which !== 'dash';
     $('login').hidden = which !== 'login';
     $('logout').hidden = which !== 'dash';
-    if (which === 'login' && document.activeElement !== $('token')) $('token').focus();
+    if (which === 'login') $('token').focus();
   }
 
   function setConn(kind, text, title) {
