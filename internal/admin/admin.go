@@ -1,9 +1,11 @@
 // Package admin is tunnel-server's management API: JSON over HTTP on a
-// loopback address or a unix socket, behind a bearer token. The server
-// engine implements API; Handler serves it; Client is what the
-// tunnel-server management commands (agent, route, status) use.
+// loopback address or a unix socket, behind the admin token. The server
+// engine implements API; Handler serves it, and the status page; Client is
+// what the tunnel-server management commands (agent, route, status) use.
+// docs/API.md documents every endpoint for people, and a test keeps the two
+// in step: an endpoint added here must be documented there.
 //
-// Endpoints, all under /api/v1:
+// Endpoints, all under /api/v1, need the token as a bearer header:
 //
 //	GET    /status                  Status
 //	GET    /agents                  []Agent
@@ -14,9 +16,20 @@
 //	GET    /routes                  []Route
 //	POST   /routes                  AddRouteRequest → Route
 //	DELETE /routes/{name}
+//	GET    /sessions                []Session
+//	GET    /throughput              Throughput
 //
 // Errors are {"error": "..."} with status 400 (invalid), 401 (no or wrong
-// token), 404 (not found), 409 (exists, in use, address in use) or 500.
+// token), 404 (not found), 405 (wrong method), 409 (exists, in use, address
+// in use) or 500.
+//
+// The status page is served at / without a token: its files (embedded,
+// nothing loaded from elsewhere) carry no data, and it reads the API like
+// any client. POST /ui/login turns the token into the cookie tunnel_admin
+// (an HMAC of a fixed label keyed by the token, never the token), which the
+// API accepts on GET and HEAD only, so a browser can read but only the
+// bearer token can change anything. It is not for people on other hosts:
+// the listener is loopback or a unix socket, reached over SSH.
 package admin
 
 import (
@@ -56,6 +69,8 @@ type API interface {
 	Routes(ctx context.Context) ([]Route, error)
 	AddRoute(ctx context.Context, req AddRouteRequest) (*Route, error)
 	RemoveRoute(ctx context.Context, name string) error
+	Sessions(ctx context.Context) ([]Session, error)
+	Throughput(ctx context.Context) (*Throughput, error)
 }
 
 // Agent is a registered agent and, when it is connected, its connection.
@@ -91,8 +106,8 @@ type Route struct {
 	Listening bool   `json:"listening"`
 	Error     string `json:"error,omitempty"` // why it is not listening
 	Sessions  int    `json:"sessions"`        // open sessions
-	BytesUp   int64  `json:"bytes_up"`        // client to target, since the server started
-	BytesDown int64  `json:"bytes_down"`      // target to client, since the server started
+	BytesUp   int64  `json:"bytes_up"`        // client to target since the server started, live sessions included
+	BytesDown int64  `json:"bytes_down"`      // target to client since the server started, live sessions included
 }
 
 // Session is a live client session.
@@ -115,6 +130,32 @@ type Status struct {
 	Agents   []Agent   `json:"agents"`
 	Routes   []Route   `json:"routes"`
 	Sessions []Session `json:"sessions"`
+}
+
+// Throughput is the bytes the server's routes moved over the last minutes,
+// one sample per interval, oldest first. A new server has no samples yet;
+// the first comes one interval after it starts.
+type Throughput struct {
+	IntervalSeconds float64            `json:"interval_seconds"` // time between samples
+	WindowSeconds   float64            `json:"window_seconds"`   // how far back samples are kept
+	Samples         []ThroughputSample `json:"samples"`
+}
+
+// ThroughputSample is what moved in one interval.
+type ThroughputSample struct {
+	Time      time.Time `json:"time"`    // end of the interval
+	Seconds   float64   `json:"seconds"` // its measured length
+	BytesUp   int64     `json:"bytes_up"`
+	BytesDown int64     `json:"bytes_down"`
+	// Routes holds, by route name, the routes that moved bytes in the
+	// interval; idle routes are left out.
+	Routes map[string]RouteBytes `json:"routes,omitempty"`
+}
+
+// RouteBytes is one route's share of a ThroughputSample.
+type RouteBytes struct {
+	BytesUp   int64 `json:"bytes_up"`
+	BytesDown int64 `json:"bytes_down"`
 }
 
 // AddAgentRequest registers an agent by the fingerprint of its public key;

@@ -32,6 +32,12 @@ func (f *fakeAPI) AddRoute(_ context.Context, r AddRouteRequest) (*Route, error)
 	return &Route{Name: r.Name, Listen: r.Listen}, f.err
 }
 func (f *fakeAPI) RemoveRoute(context.Context, string) error { return f.err }
+func (f *fakeAPI) Sessions(context.Context) ([]Session, error) {
+	return []Session{{ID: "1f", Route: "r", Client: "127.0.0.1:5000"}}, f.err
+}
+func (f *fakeAPI) Throughput(context.Context) (*Throughput, error) {
+	return &Throughput{IntervalSeconds: 5, Samples: []ThroughputSample{{BytesUp: 10, BytesDown: 20}}}, f.err
+}
 
 func serve(t *testing.T, api API) *httptest.Server {
 	t.Helper()

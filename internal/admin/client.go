@@ -141,4 +141,14 @@ func (c *Client) RemoveRoute(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodDelete, "/routes/"+url.PathEscape(name), nil, nil)
 }
 
+func (c *Client) Sessions(ctx context.Context) ([]Session, error) {
+	var s []Session
+	return s, c.do(ctx, http.MethodGet, "/sessions", nil, &s)
+}
+
+func (c *Client) Throughput(ctx context.Context) (*Throughput, error) {
+	var t Throughput
+	return &t, c.do(ctx, http.MethodGet, "/throughput", nil, &t)
+}
+
 var _ API = (*Client)(nil)
