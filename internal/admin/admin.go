@@ -1,9 +1,11 @@
 // Package admin is tunnel-server's management API: JSON over HTTP on a
-// loopback address or a unix socket, behind a bearer token. The server
-// engine implements API; Handler serves it; Client is what the
-// tunnel-server management commands (agent, route, status) use.
+// loopback address or a unix socket, behind the admin token. The server
+// engine implements API; Handler serves it, and the status page; Client is
+// what the tunnel-server management commands (agent, route, status) use.
+// docs/API.md documents every endpoint for people, and a test keeps the two
+// in step: an endpoint added here must be documented there.
 //
-// Endpoints, all under /api/v1:
+// Endpoints, all under /api/v1, need the token as a bearer header:
 //
 //	GET    /status                  Status
 //	GET    /agents                  []Agent
@@ -16,27 +18,25 @@
 //	GET    /routes                  []Route
 //	POST   /routes                  AddRouteRequest → Route
 //	DELETE /routes/{name}
+//	GET    /sessions                []Session
+//	GET    /throughput              Throughput
 //
-// POST /agents/{name}/token makes a one-time enrollment token for the agent:
-// it registers the agent without a key if there is none of that name, and
-// replaces the unused token of one still waiting for enrollment (the old
-// token stops working); an agent that has a key already gets 409. The body
-// may be empty or {"expires_in_seconds": N}: the token's lifetime, default
-// 86400 (24 hours), 60 to 2592000 (30 days). The answer holds the token
-// (a secret, shown once: the server keeps only its hash), its expiry, and
-// the fingerprint of the CA agents pin ("sha256:" and base64url of the
-// SHA-256 of the CA certificate's DER), for `tunnel-agent enroll`.
-//
-// POST /agents/{name}/rotate asks the connected agent for a new key and
-// waits, at most 20 seconds, until the agent has connected with it; the
-// answer holds the old and the new fingerprint. 409 when the agent is not
-// connected, speaks protocol version 1 or waits for enrollment, or a
-// rotation is already under way; 504 when the agent did not finish in
-// time (its old key then stays valid).
+// POST /agents/{name}/token issues a one-time enrollment token, and
+// registers the agent without a key when it is new; POST
+// /agents/{name}/rotate asks the connected agent for a new key and waits
+// until it is in use. docs/API.md says more.
 //
 // Errors are {"error": "..."} with status 400 (invalid), 401 (no or wrong
-// token), 404 (not found), 409 (exists, in use, address in use, state does
-// not allow it), 504 (timed out) or 500.
+// token), 404 (not found), 405 (wrong method), 409 (exists, in use, address
+// in use, not allowed in the current state), 504 (timed out) or 500.
+//
+// The status page is served at / without a token: its files (embedded,
+// nothing loaded from elsewhere) carry no data, and it reads the API like
+// any client. POST /ui/login turns the token into the cookie tunnel_admin
+// (an HMAC of a fixed label keyed by the token, never the token), which the
+// API accepts on GET and HEAD only, so a browser can read but only the
+// bearer token can change anything. It is not for people on other hosts:
+// the listener is loopback or a unix socket, reached over SSH.
 package admin
 
 import (
@@ -85,6 +85,8 @@ type API interface {
 	RemoveRoute(ctx context.Context, name string) error
 	IssueEnrollToken(ctx context.Context, name string, req EnrollTokenRequest) (*EnrollToken, error)
 	RotateAgentKey(ctx context.Context, name string) (*RotateKeyResult, error)
+	Sessions(ctx context.Context) ([]Session, error)
+	Throughput(ctx context.Context) (*Throughput, error)
 }
 
 // Agent is a registered agent and, when it is connected, its connection.
@@ -125,8 +127,8 @@ type Route struct {
 	Listening bool   `json:"listening"`
 	Error     string `json:"error,omitempty"` // why it is not listening
 	Sessions  int    `json:"sessions"`        // open sessions
-	BytesUp   int64  `json:"bytes_up"`        // client to target, since the server started
-	BytesDown int64  `json:"bytes_down"`      // target to client, since the server started
+	BytesUp   int64  `json:"bytes_up"`        // client to target since the server started, live sessions included
+	BytesDown int64  `json:"bytes_down"`      // target to client since the server started, live sessions included
 }
 
 // Session is a live client session.
@@ -149,6 +151,32 @@ type Status struct {
 	Agents   []Agent   `json:"agents"`
 	Routes   []Route   `json:"routes"`
 	Sessions []Session `json:"sessions"`
+}
+
+// Throughput is the bytes the server's routes moved over the last minutes,
+// one sample per interval, oldest first. A new server has no samples yet;
+// the first comes one interval after it starts.
+type Throughput struct {
+	IntervalSeconds float64            `json:"interval_seconds"` // time between samples
+	WindowSeconds   float64            `json:"window_seconds"`   // how far back samples are kept
+	Samples         []ThroughputSample `json:"samples"`
+}
+
+// ThroughputSample is what moved in one interval.
+type ThroughputSample struct {
+	Time      time.Time `json:"time"`    // end of the interval
+	Seconds   float64   `json:"seconds"` // its measured length
+	BytesUp   int64     `json:"bytes_up"`
+	BytesDown int64     `json:"bytes_down"`
+	// Routes holds, by route name, the routes that moved bytes in the
+	// interval; idle routes are left out.
+	Routes map[string]RouteBytes `json:"routes,omitempty"`
+}
+
+// RouteBytes is one route's share of a ThroughputSample.
+type RouteBytes struct {
+	BytesUp   int64 `json:"bytes_up"`
+	BytesDown int64 `json:"bytes_down"`
 }
 
 // AddAgentRequest registers an agent by the fingerprint of its public key;

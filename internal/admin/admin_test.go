@@ -39,6 +39,12 @@ func (f *fakeAPI) IssueEnrollToken(_ context.Context, name string, r EnrollToken
 func (f *fakeAPI) RotateAgentKey(_ context.Context, name string) (*RotateKeyResult, error) {
 	return &RotateKeyResult{Agent: name}, f.err
 }
+func (f *fakeAPI) Sessions(context.Context) ([]Session, error) {
+	return []Session{{ID: "1f", Route: "r", Client: "127.0.0.1:5000"}}, f.err
+}
+func (f *fakeAPI) Throughput(context.Context) (*Throughput, error) {
+	return &Throughput{IntervalSeconds: 5, Samples: []ThroughputSample{{BytesUp: 10, BytesDown: 20}}}, f.err
+}
 
 func serve(t *testing.T, api API) *httptest.Server {
 	t.Helper()

@@ -151,4 +151,14 @@ func (c *Client) RotateAgentKey(ctx context.Context, name string) (*RotateKeyRes
 	return &r, c.do(ctx, http.MethodPost, "/agents/"+url.PathEscape(name)+"/rotate", nil, &r)
 }
 
+func (c *Client) Sessions(ctx context.Context) ([]Session, error) {
+	var s []Session
+	return s, c.do(ctx, http.MethodGet, "/sessions", nil, &s)
+}
+
+func (c *Client) Throughput(ctx context.Context) (*Throughput, error) {
+	var t Throughput
+	return &t, c.do(ctx, http.MethodGet, "/throughput", nil, &t)
+}
+
 var _ API = (*Client)(nil)

@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -14,13 +15,24 @@ import (
 // maxBody bounds a request body.
 const maxBody = 1 << 20
 
-// Handler serves api to clients that present token.
+// Handler serves api under /api/v1 to clients that present token, and the
+// status page (see page.go) to anyone: the page's files carry no data, it
+// fetches the data from the API like any other client.
 func Handler(api API, token string, log *slog.Logger) http.Handler {
+	h, _ := newHandler(api, token, log)
+	return h
+}
+
+// newHandler is Handler, and the patterns it serves, which docs/API.md
+// must document.
+func newHandler(api API, token string, log *slog.Logger) (http.Handler, []string) {
 	if log == nil {
 		log = slog.Default()
 	}
 	h := &handler{api: api, log: log}
-	mux := http.NewServeMux()
+	// Every pattern under /api/ needs the token: requireToken guards the
+	// whole mux.
+	mux := newRouter()
 	mux.HandleFunc("GET /api/v1/status", h.status)
 	mux.HandleFunc("GET /api/v1/agents", h.agents)
 	mux.HandleFunc("POST /api/v1/agents", h.addAgent)
@@ -32,14 +44,80 @@ func Handler(api API, token string, log *slog.Logger) http.Handler {
 	mux.HandleFunc("GET /api/v1/routes", h.routes)
 	mux.HandleFunc("POST /api/v1/routes", h.addRoute)
 	mux.HandleFunc("DELETE /api/v1/routes/{name}", h.removeRoute)
-	return requireToken(token, mux)
+	mux.HandleFunc("GET /api/v1/sessions", h.sessions)
+	mux.HandleFunc("GET /api/v1/throughput", h.throughput)
+	// Not an endpoint: answers, in JSON, what no endpoint does.
+	mux.ServeMux.Handle("/api/", noEndpoint(mux.ServeMux))
+
+	page := newRouter()
+	p := &statusPage{token: token, log: log}
+	page.HandleFunc("GET /{$}", p.index)
+	page.HandleFunc("GET /ui/{file}", p.file)
+	page.HandleFunc("POST /ui/login", p.login)
+	page.HandleFunc("POST /ui/logout", p.logout)
+
+	root := http.NewServeMux()
+	root.Handle("/api/", requireToken(token, mux))
+	root.Handle("/", page)
+	return root, append(mux.patterns, page.patterns...)
 }
 
+// router is a ServeMux that remembers its patterns.
+type router struct {
+	*http.ServeMux
+	patterns []string
+}
+
+func newRouter() *router { return &router{ServeMux: http.NewServeMux()} }
+
+func (r *router) Handle(pattern string, h http.Handler) {
+	r.patterns = append(r.patterns, pattern)
+	r.ServeMux.Handle(pattern, h)
+}
+
+func (r *router) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
+	r.Handle(pattern, http.HandlerFunc(h))
+}
+
+// noEndpoint answers requests that match no endpoint of mux: 405 when the
+// path has endpoints for other methods, else 404.
+func noEndpoint(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var allow []string
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			if _, pattern := mux.Handler(probe); pattern != "/api/" && pattern != "" {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s %s: method not allowed (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow, ", ")))
+			return
+		}
+		writeError(w, http.StatusNotFound, fmt.Sprintf("%s %s: no such endpoint (see docs/API.md)", r.Method, r.URL.Path))
+	})
+}
+
+// requireToken passes on requests that carry the bearer token, and GET and
+// HEAD requests that carry the status page's cookie (see pageCookie). A
+// browser sends that cookie with any request to the admin address, a
+// form's POST included; accepting it for reads only means a cookie can
+// never change anything, so no request forged by another site can.
 func requireToken(token string, next http.Handler) http.Handler {
 	want := []byte("Bearer " + token)
+	wantCookie := []byte(pageCookie(token))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got := []byte(r.Header.Get("Authorization"))
-		if token == "" || subtle.ConstantTimeCompare(got, want) != 1 {
+		ok := subtle.ConstantTimeCompare(got, want) == 1
+		if !ok && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			if c, err := r.Cookie(cookieName); err == nil {
+				ok = subtle.ConstantTimeCompare([]byte(c.Value), wantCookie) == 1
+			}
+		}
+		if token == "" || !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="tunnel-server"`)
 			writeError(w, http.StatusUnauthorized, "missing or wrong admin token")
 			return
 		}
@@ -113,6 +191,16 @@ func (h *handler) removeRoute(w http.ResponseWriter, r *http.Request) {
 	h.reply(w, nil, h.api.RemoveRoute(r.Context(), r.PathValue("name")))
 }
 
+func (h *handler) sessions(w http.ResponseWriter, r *http.Request) {
+	s, err := h.api.Sessions(r.Context())
+	h.reply(w, s, err)
+}
+
+func (h *handler) throughput(w http.ResponseWriter, r *http.Request) {
+	t, err := h.api.Throughput(r.Context())
+	h.reply(w, t, err)
+}
+
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
 	dec.DisallowUnknownFields()
@@ -136,6 +224,8 @@ func (h *handler) reply(w http.ResponseWriter, v any, err error) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
+	// Live state: a browser must not show an old copy.
+	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

@@ -144,7 +144,7 @@ func (s *Server) AddRoute(ctx context.Context, req admin.AddRouteRequest) (*admi
 	if err != nil {
 		return nil, err
 	}
-	out := s.routeInfo(r)
+	out := s.routeInfo(r, byteCount{})
 	return &out, nil
 }
 
@@ -211,6 +211,7 @@ func (s *Server) Routes(ctx context.Context) ([]admin.Route, error) {
 	if err != nil {
 		return nil, err
 	}
+	_, bytes := s.countBytes()
 	out := make([]admin.Route, 0, len(stored))
 	for _, sr := range stored {
 		s.mu.Lock()
@@ -223,12 +224,13 @@ func (s *Server) Routes(ctx context.Context) ([]admin.Route, error) {
 				Error: "not served by this server process"})
 			continue
 		}
-		out = append(out, s.routeInfo(r))
+		out = append(out, s.routeInfo(r, bytes[r.cfg.Name]))
 	}
 	return out, nil
 }
 
-func (s *Server) routeInfo(r *route) admin.Route {
+// routeInfo describes r, which has moved bytes (live sessions included).
+func (s *Server) routeInfo(r *route, bytes byteCount) admin.Route {
 	listening, why := r.state()
 	return admin.Route{
 		Name:        r.cfg.Name,
@@ -243,8 +245,8 @@ func (s *Server) routeInfo(r *route) admin.Route {
 		Listening:   listening,
 		Error:       why,
 		Sessions:    int(r.sessions.Load()),
-		BytesUp:     r.bytesUp.Load(),
-		BytesDown:   r.bytesDown.Load(),
+		BytesUp:     bytes.up,
+		BytesDown:   bytes.down,
 	}
 }
 
@@ -258,16 +260,26 @@ func (s *Server) Status(ctx context.Context) (*admin.Status, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &admin.Status{
-		Version: s.opt.Version,
-		Started: s.started.UTC(),
-		Listen:  s.ln.Addr().String(),
-		Agents:  agents,
-		Routes:  routes,
+	sessions, err := s.Sessions(ctx)
+	if err != nil {
+		return nil, err
 	}
+	return &admin.Status{
+		Version:  s.opt.Version,
+		Started:  s.started.UTC(),
+		Listen:   s.ln.Addr().String(),
+		Agents:   agents,
+		Routes:   routes,
+		Sessions: sessions,
+	}, nil
+}
+
+// Sessions lists the live client sessions, oldest first.
+func (s *Server) Sessions(ctx context.Context) ([]admin.Session, error) {
 	s.mu.Lock()
+	out := make([]admin.Session, 0, len(s.sessions))
 	for _, ss := range s.sessions {
-		st.Sessions = append(st.Sessions, admin.Session{
+		out = append(out, admin.Session{
 			ID:        ss.idString(),
 			Route:     ss.route.cfg.Name,
 			Agent:     ss.agent.name,
@@ -279,6 +291,6 @@ func (s *Server) Status(ctx context.Context) (*admin.Status, error) {
 		})
 	}
 	s.mu.Unlock()
-	sort.Slice(st.Sessions, func(i, j int) bool { return st.Sessions[i].Started.Before(st.Sessions[j].Started) })
-	return st, nil
+	sort.Slice(out, func(i, j int) bool { return out[i].Started.Before(out[j].Started) })
+	return out, nil
 }

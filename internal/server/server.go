@@ -71,6 +71,10 @@ type Options struct {
 	// CAFingerprint is the auth.CertFingerprint of the CA certificate agents
 	// pin, handed out with enrollment tokens; empty when not known.
 	CAFingerprint string
+	// ThroughputInterval is how often the routes' byte counts are sampled
+	// into the throughput history, which keeps ThroughputWindow of them.
+	// Default 5s.
+	ThroughputInterval time.Duration
 }
 
 func (o *Options) setDefaults() {
@@ -86,6 +90,7 @@ func (o *Options) setDefaults() {
 	def(&o.HalfCloseTimeout, 30*time.Second)
 	def(&o.RouteRetryInterval, 5*time.Second)
 	def(&o.LivenessTimeout, 2*time.Second)
+	def(&o.ThroughputInterval, 5*time.Second)
 	o.LivenessTimeout = min(o.LivenessTimeout, o.HeartbeatTimeout)
 	if o.MaxSessionsPerAgent <= 0 {
 		o.MaxSessionsPerAgent = 10000
@@ -111,6 +116,8 @@ type Server struct {
 	registry *prometheus.Registry
 	metrics  *metrics.Server
 
+	throughput *throughputRing // written by sampleThroughput
+
 	// Set by Open.
 	ctx    context.Context // canceled by Close: ends every goroutine below
 	cancel context.CancelFunc
@@ -132,6 +139,8 @@ type Server struct {
 	retired  []*port               // ports without routes whose connections may still run
 	sessions map[uint64]*session   // live sessions
 	closing  bool
+
+	endedBytes byteCount // moved by sessions that have ended
 }
 
 // New returns a Server; Open starts it.
@@ -151,6 +160,8 @@ func New(opt Options) (*Server, error) {
 		routes:   map[string]*route{},
 		ports:    map[string]*port{},
 		sessions: map[uint64]*session{},
+
+		throughput: newThroughputRing(opt.ThroughputInterval),
 	}
 	s.verifier = auth.Verifier{Lookup: s.lookupAgent}
 	s.SetLimits(opt.MaxSessionsPerAgent, opt.OpenTimeout)
@@ -204,6 +215,9 @@ func (s *Server) Open(ctx context.Context, ln mux.Listener) error {
 	}
 	s.wg.Add(1)
 	go s.acceptAgents()
+	s.throughput.last = s.started
+	s.wg.Add(1)
+	go s.sampleThroughput()
 	s.log.Info("serving agents", "listen", ln.Addr().String(), "routes", len(routes))
 	return nil
 }

@@ -236,11 +236,13 @@ func (ss *session) finish(err error) {
 	ss.once.Do(func() {
 		ss.release()
 		up, down := ss.counters.AToB.Load(), ss.counters.BToA.Load()
-		// Under the lock with the removal, so that a metrics scrape, which
-		// adds live sessions' bytes to their route's, sees them once.
+		// Under mu with the delete, so that countBytes and a metrics scrape
+		// see these bytes either as the session's or as ended, never both.
 		ss.srv.mu.Lock()
 		ss.route.bytesUp.Add(up)
 		ss.route.bytesDown.Add(down)
+		ss.srv.endedBytes.up += up
+		ss.srv.endedBytes.down += down
 		delete(ss.srv.sessions, ss.id)
 		ss.srv.mu.Unlock()
 		attrs := []any{logging.KeyBytesUp, up, logging.KeyBytesDown, down,
