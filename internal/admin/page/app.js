@@ -161,10 +161,11 @@
 
   function renderAgents(agents) {
     $('agents-count').textContent = count(agents.length, 'registered');
-    fillTable('agents', agents, 'No agents registered. Add one with: tunnel-server agent add NAME', (a) => {
+    fillTable('agents', agents, 'No agents registered. Add one with: tunnel-server agent add NAME --token', (a) => {
       let state;
       if (a.disabled) state = badge('disabled', 'warn');
       else if (a.online) state = badge('online', 'ok');
+      else if (a.waiting_for_enrollment) state = badge('waiting for enrollment', 'off');
       else state = badge('offline', 'off');
       const transport = a.online ? text(a.transport || '', a.fallback ? 'on TLS because: ' + a.fallback : '') : dash();
       return [
