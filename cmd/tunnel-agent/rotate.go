@@ -111,3 +111,22 @@ func (k *fileKeys) Store(key *auth.AgentKey) (*tls.Config, error) {
 	}
 	return auth.ClientConfig(cfg.Agent.Name, key, []byte(cfg.Server.CA), cfg.Server.ServerName)
 }
+
+// keyInUse returns the fingerprint of the key eng connects with, or "".
+func keyInUse(eng *agent.Agent) string {
+	c := eng.TLSConfig()
+	if c == nil || len(c.Certificates) == 0 || c.Certificates[0].Leaf == nil {
+		return ""
+	}
+	fp, _ := auth.Fingerprint(c.Certificates[0].Leaf.PublicKey)
+	return fp
+}
+
+// fileKeyFingerprint returns the fingerprint of the key cfg holds, or "".
+func fileKeyFingerprint(cfg *config.Agent) string {
+	k, err := auth.ParseAgentKey([]byte(cfg.Agent.Key.Reveal()))
+	if err != nil {
+		return ""
+	}
+	return k.Fingerprint()
+}

@@ -178,7 +178,9 @@ func reloadAgent(eng *agent.Agent, cur *config.Agent, log *slog.Logger) *config.
 		log.Error("reload failed; the running config stays in effect", "config", cur.Path, logging.KeyErr, err)
 		return cur
 	}
-	newKey := next.Agent.Key.Reveal() != cur.Agent.Key.Reveal() || next.Server.CA != cur.Server.CA ||
+	// The key in use, not the one cur read: a rotation may have changed it
+	// since, and written it to the file.
+	newKey := keyInUse(eng) != fileKeyFingerprint(next) || next.Server.CA != cur.Server.CA ||
 		next.Server.ServerName != cur.Server.ServerName
 	if newKey {
 		eng.SetTLSConfig(opt.TLSConfig)

@@ -215,6 +215,11 @@ func TestBinariesEnroll(t *testing.T) {
 		if r.code == 0 || !strings.Contains(r.stdout, "not the one registered") {
 			t.Fatalf("check with the old key: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 		}
+		// A reload now finds the key it already uses: no new connection.
+		if r := run(t, "tunnel-agent", "reload", "--config", c.agentCfg, "--pid-file", pidFile); r.code != 0 {
+			t.Fatalf("reload: %d %s", r.code, r.stderr)
+		}
+		c.agent.log.waitFor(t, 5*time.Second, "config reloaded", "new_credential=false")
 	})
 
 	t.Run("tunnel-agent rotate and reload", func(t *testing.T) {
