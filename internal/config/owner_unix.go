@@ -8,12 +8,14 @@ import (
 	"syscall"
 )
 
-// sameOwner gives f the owner and group of the file fi describes, when
-// they differ from f's: a key rotated by root for an agent that runs as
-// its own user must stay readable by that user.
+// sameOwner gives f the owner and group of the file fi describes, when run
+// as root and they differ: a key rotated by root (`tunnel-agent rotate`)
+// for an agent that runs as its own user must stay readable by that user.
+// Anyone else cannot give a file away; the new file is then theirs, and
+// readable by them.
 func sameOwner(f *os.File, fi fs.FileInfo) error {
 	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
+	if !ok || os.Geteuid() != 0 {
 		return nil
 	}
 	cur, err := f.Stat()
