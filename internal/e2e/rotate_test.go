@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -245,5 +247,40 @@ func TestRotateKeyRefused(t *testing.T) {
 	}
 	if _, err := e.srv.RotateAgentKey(e.ctx, "ghost"); err == nil {
 		t.Error("rotating an unknown agent succeeded")
+	}
+}
+
+// TestRotateKeyCannotStore: an agent that cannot store a new key (a
+// read-only config, say) does not announce one; the server's wait ends with
+// a timeout that says so, the old key stays, and a later rotation works.
+func TestRotateKeyCannotStore(t *testing.T) {
+	e := newEnv(t, transport{name: agent.TransportTLS}, testServerOptions())
+	oldKey := mustKey(t)
+	keys := &memKeys{name: "acme", ca: e.srv.CAPEM, err: errors.New("the config directory is read-only")}
+	opt := testAgentOptions()
+	opt.Keys = keys
+	e.agentWith(harness.AgentConfig{Name: "acme", Key: oldKey, Register: true, Options: opt})
+	e.online("acme")
+
+	ctx, cancel := context.WithTimeout(e.ctx, 2*time.Second)
+	defer cancel()
+	_, err := e.srv.RotateAgentKey(ctx, "acme")
+	if !errors.Is(err, admin.ErrTimeout) || !strings.Contains(err.Error(), "did not announce a new key") {
+		t.Fatalf("RotateAgentKey = %v, want a timeout saying no key was announced", err)
+	}
+	e.log.waitFor(t, time.Second, "key not rotated", "read-only")
+	if v := e.agentView("acme"); v.Fingerprint != oldKey.Fingerprint() || v.PendingFingerprint != "" {
+		t.Fatalf("agent after a failed rotation = %+v", v)
+	}
+
+	keys.mu.Lock()
+	keys.err = nil
+	keys.mu.Unlock()
+	res, err := e.srv.RotateAgentKey(e.ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Fingerprint != keys.last().Fingerprint() {
+		t.Fatalf("rotated to %s, the agent stored %s", res.Fingerprint, keys.last().Fingerprint())
 	}
 }
