@@ -29,9 +29,9 @@ dials a target its own config declares, by name, and nothing else.
 
 Its config, tunnel-agent.toml, is written by 'tunnel-agent enroll' (with a
 token from 'tunnel-server agent add NAME --token') or by 'tunnel-server
-agent add'; add [[targets]] to it. Exit codes: 0 stopped by a signal, 1 error, 2 bad config
-or usage, 3 refused by the server for good (unknown, removed or disabled
-agent; wrong key).`,
+agent add'; add [[targets]] to it. Exit codes: 0 stopped by a signal, 1
+error, 2 bad config or usage, 3 refused by the server for good (unknown,
+removed or disabled agent; wrong key; enrollment token refused).`,
 		Example: `  tunnel-agent enroll --server tunnel.example.com:7443 --token tse_... --ca-fingerprint sha256:...
   tunnel-agent check
   tunnel-agent run --config /etc/tunnel-agent.toml
