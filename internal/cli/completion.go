@@ -45,7 +45,7 @@ func firstCommand(root *cobra.Command) string {
 // commands that install the script, as cobra's help text describes.
 func setCompletionExamples(completion *cobra.Command, name string) {
 	shells := []struct{ shell, session, always string }{
-		{"bash", "source <(NAME completion bash)", "NAME completion bash > /etc/bash_completion.d/NAME   # needs bash-completion"},
+		{"bash", "source <(NAME completion bash)", "NAME completion bash > /etc/bash_completion.d/NAME"},
 		{"zsh", "source <(NAME completion zsh)", `NAME completion zsh > "${fpath[1]}/_NAME"`},
 		{"fish", "NAME completion fish | source", "NAME completion fish > ~/.config/fish/completions/NAME.fish"},
 		{"powershell", "NAME completion powershell | Out-String | Invoke-Expression", "NAME completion powershell >> $PROFILE"},
