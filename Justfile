@@ -25,3 +25,9 @@ lint:
 # What CI runs.
 ci:
     .ci/run
+
+# Release binaries for linux/amd64, linux/arm64, darwin/arm64 and
+# windows/amd64 (or the platforms given, e.g. `just release linux/amd64`)
+# into ./dist, with version information and SHA256SUMS.
+release *PLATFORMS:
+    packaging/release.sh {{PLATFORMS}}

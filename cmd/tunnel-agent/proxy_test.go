@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tunnelrelay/tunnel/internal/testutil/connectproxy"
+	"github.com/tunnelrelay/tunnel/internal/testutil/samples"
 )
 
 // TestCheckThroughProxy: `tunnel-agent check` reaches the server through
@@ -21,11 +22,8 @@ import (
 func TestCheckThroughProxy(t *testing.T) {
 	p := connectproxy.New(t, connectproxy.Options{User: "alice", Password: "pw-s3cret",
 		Hosts: map[string]string{"tunnel.test": "127.0.0.1"}})
-	b, err := os.ReadFile(example)
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := string(b[:bytes.Index(b, []byte("[[targets]]"))])
+	b := samples.Read(t, packagingDir, samples.AgentFile)
+	base := string(b[:bytes.Index(b, []byte("\n[[targets]]"))+1])
 	// Nothing listens on port 1: the proxy answers 502.
 	base = strings.Replace(base, `address = "tunnel.example.com:7443"`, `address = "tunnel.test:1"`, 1)
 	base = strings.Replace(base, `server_name = "tunnel.example.com"`, `server_name = "tunnel.test"`, 1)

@@ -17,15 +17,17 @@ import (
 
 	"github.com/tunnelrelay/tunnel/internal/cli"
 	"github.com/tunnelrelay/tunnel/internal/logging"
+	"github.com/tunnelrelay/tunnel/internal/testutil/samples"
 	"github.com/tunnelrelay/tunnel/internal/testutil/tcptest"
 )
 
-const example = "../../testdata/tunnel-agent.example.toml"
+// packagingDir holds the sample config, which sets every key.
+const packagingDir = "../../packaging"
 
-// TestLoadExample: the engine accepts every target option the example
-// sets.
+// TestLoadExample: the engine accepts every target option the sample
+// config sets.
 func TestLoadExample(t *testing.T) {
-	a := &app{Globals: cli.Globals{Config: example}}
+	a := &app{Globals: cli.Globals{Config: samples.Write(t, packagingDir, samples.AgentFile)}}
 	cfg, eng, err := a.load(logging.Discard())
 	if err != nil {
 		t.Fatal(err)
@@ -53,11 +55,8 @@ func TestCheckTargetOptions(t *testing.T) {
 		c.Write([]byte("N"))
 		io.Copy(io.Discard, c)
 	})
-	b, err := os.ReadFile(example)
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc := string(b[:bytes.Index(b, []byte("[[targets]]"))])
+	b := samples.Read(t, packagingDir, samples.AgentFile)
+	doc := string(b[:bytes.Index(b, []byte("\n[[targets]]"))+1])
 	doc = strings.Replace(doc, `address = "tunnel.example.com:7443"`, `address = "127.0.0.1:1"`, 1)
 	doc = strings.Replace(doc, `transport = "auto"`, `transport = "tls"`, 1)
 	doc += "[[targets]]\nname = \"db\"\naddress = \"" + target + "\"\nproxy_protocol = true\ntls = \"require\"\n"

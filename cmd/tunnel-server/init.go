@@ -29,6 +29,7 @@ func (a *app) initCmd() *cobra.Command {
 		hostnames   []string
 		listen      string
 		adminListen string
+		database    string
 	)
 	cmd := &cobra.Command{
 		Use:   "init --dir DIR",
@@ -44,15 +45,20 @@ Agents pin ca.crt (tunnel-server agent add writes it into their config). The
 first --hostname, with the port of --listen, is the address written into
 agent configs; it must be a name or address agents can reach.
 
+The config names the registry database, --database (default tunnel.db in
+DIR), which 'tunnel-server run' creates. Under the systemd unit in
+packaging/, DIR is read-only to the server: put the database in its state
+directory, /var/lib/tunnel-server.
+
 init refuses to overwrite any of these files.`,
-		Example: `  tunnel-server init --dir /etc/tunnel-server --hostname tunnel.example.com
+		Example: `  tunnel-server init --dir /etc/tunnel-server --hostname tunnel.example.com --database /var/lib/tunnel-server/tunnel.db
   tunnel-server init --dir ./srv --hostname localhost --hostname 127.0.0.1 --listen 127.0.0.1:7443`,
 		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dir == "" {
 				return cli.Usage(errors.New("--dir is required"))
 			}
-			return runInit(cmd, dir, hostnames, listen, adminListen)
+			return runInit(cmd, dir, hostnames, listen, adminListen, database)
 		},
 	}
 	f := cmd.Flags()
@@ -60,10 +66,11 @@ init refuses to overwrite any of these files.`,
 	f.StringArrayVar(&hostnames, "hostname", []string{"localhost", "127.0.0.1"}, "name or IP address agents use to reach the server; repeat for several")
 	f.StringVar(&listen, "listen", config.DefaultListen, "address agents connect to")
 	f.StringVar(&adminListen, "admin-listen", config.DefaultAdminListen, "admin endpoint: a loopback host:port or unix:/path/to.sock")
+	f.StringVar(&database, "database", config.DefaultDatabase, "the registry database file, written by run; relative to DIR unless absolute")
 	return cmd
 }
 
-func runInit(cmd *cobra.Command, dir string, hostnames []string, listen, adminListen string) (err error) {
+func runInit(cmd *cobra.Command, dir string, hostnames []string, listen, adminListen, database string) (err error) {
 	_, port, err := net.SplitHostPort(listen)
 	if err != nil {
 		return cli.Usage(fmt.Errorf("--listen %q: %v", listen, err))
@@ -124,6 +131,7 @@ func runInit(cmd *cobra.Command, dir string, hostnames []string, listen, adminLi
 		Listen:        listen,
 		PublicAddress: net.JoinHostPort(hostnames[0], port),
 		AdminListen:   adminListen,
+		Database:      database,
 	})
 	if err != nil {
 		return cli.Usage(err)

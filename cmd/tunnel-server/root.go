@@ -49,6 +49,7 @@ named in the same config file.`,
 		a.statusCmd(),
 		cli.VersionCmd("tunnel-server"),
 	)
+	a.registerCompletions(root)
 	return root
 }
 

@@ -58,6 +58,8 @@ func (g *Globals) Register(root *cobra.Command, configName string) {
 	f.StringVar(&g.Config, "config", "", "config file (default: "+configName+" next to the executable, in $XDG_CONFIG_HOME or ~/.config, or in /etc)")
 	f.StringVar(&g.Log, "log", "info", "log level: trace, debug, info, warn or error; per module with name=level, e.g. info,mux=debug")
 	f.BoolVar(&g.JSON, "json", false, "write logs as JSON")
+	_ = root.MarkPersistentFlagFilename("config", "toml")
+	_ = root.RegisterFlagCompletionFunc("log", completeLogLevels)
 }
 
 // Logger builds the logger the flags ask for, writing to w.
@@ -82,6 +84,7 @@ func Main(name string, root *cobra.Command) {
 // to stderr. Tests call it directly.
 func Run(ctx context.Context, root *cobra.Command, args []string, stderr io.Writer) int {
 	root.SetArgs(args)
+	AddDefaultCommands(root)
 	root.SilenceErrors = true
 	root.SilenceUsage = true
 	err := root.ExecuteContext(ctx)
@@ -127,9 +130,10 @@ func NoArgs(cmd *cobra.Command, args []string) error {
 // VersionCmd is the `version` command of the binary called name.
 func VersionCmd(name string) *cobra.Command {
 	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version, commit and Go version",
-		Args:  NoArgs,
+		Use:     "version",
+		Short:   "Print the version, commit, build date and Go version",
+		Example: "  " + name + " version",
+		Args:    NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", name, version.Get())
 			return nil

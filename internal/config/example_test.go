@@ -4,12 +4,17 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/tunnelrelay/tunnel/internal/testutil/samples"
 )
 
-// The example configs at the top of the repository stay valid, and set
-// every key to what the defaults would be.
+// packagingDir holds the sample configs, which set or show every key.
+var packagingDir = filepath.Join("..", "..", "packaging")
+
+// The sample configs stay valid (the agent's once its placeholders are
+// filled in), and set every key to what the defaults would be.
 func TestExamples(t *testing.T) {
-	agent, err := LoadAgent(filepath.Join("..", "..", "testdata", "tunnel-agent.example.toml"))
+	agent, err := LoadAgent(samples.Write(t, packagingDir, AgentFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,7 +30,7 @@ func TestExamples(t *testing.T) {
 	if e, ok := agent.Target("events"); !ok || !e.ProxyProtocol || e.TLS != TargetTLSRequire {
 		t.Errorf("agent example, target events: %+v", e)
 	}
-	srv, err := LoadServer(filepath.Join("..", "..", "testdata", "tunnel-server.example.toml"))
+	srv, err := LoadServer(filepath.Join(packagingDir, ServerFile))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -109,8 +109,8 @@ func WriteAgentFile(path string, t AgentTemplate) error {
 }
 
 // ServerTemplate is what `tunnel-server init` puts in a new server
-// config. The certificate, key, CA, database and admin token files get
-// their standard names next to the config.
+// config. The certificate, key, CA and admin token files get their
+// standard names next to the config.
 type ServerTemplate struct {
 	// Listen is where agents connect. Empty means DefaultListen.
 	Listen string
@@ -119,6 +119,9 @@ type ServerTemplate struct {
 	// AdminListen is where the admin API listens. Empty means
 	// DefaultAdminListen.
 	AdminListen string
+	// Database is the registry database's path, relative to the config's
+	// directory unless absolute. Empty means DefaultDatabase.
+	Database string
 }
 
 // File names `tunnel-server init` writes next to the server config.
@@ -135,12 +138,13 @@ const (
 func RenderServer(t ServerTemplate) ([]byte, error) {
 	setDefault(&t.Listen, DefaultListen)
 	setDefault(&t.AdminListen, DefaultAdminListen)
+	setDefault(&t.Database, DefaultDatabase)
 	data := struct {
 		ServerTemplate
-		Cert, Key, CA, Database, TokenFile string
-		Limits                             Limits
-		MinHeader, MaxHeader               int
-	}{t, ServerCertFile, ServerKeyFile, CAFile, DefaultDatabase, TokenFile, DefaultServer().Limits,
+		Cert, Key, CA, TokenFile string
+		Limits                   Limits
+		MinHeader, MaxHeader     int
+	}{t, ServerCertFile, ServerKeyFile, CAFile, TokenFile, DefaultServer().Limits,
 		MinHeaderSizeLimit, MaxHeaderSizeLimit}
 	return render(serverTemplate, data, func(b []byte) error {
 		_, err := ParseServer(ServerFile, b, nil)

@@ -41,7 +41,8 @@ func TestRenderGolden(t *testing.T) {
 			return RenderServer(ServerTemplate{PublicAddress: "tunnel.example.com:7443"})
 		}},
 		{"server with addresses", "tunnel-server-custom.golden.toml", func() ([]byte, error) {
-			return RenderServer(ServerTemplate{Listen: "0.0.0.0:8443", PublicAddress: "[2001:db8::1]:8443", AdminListen: "unix:/run/tunnel-server/admin.sock"})
+			return RenderServer(ServerTemplate{Listen: "0.0.0.0:8443", PublicAddress: "[2001:db8::1]:8443", AdminListen: "unix:/run/tunnel-server/admin.sock",
+				Database: "/var/lib/tunnel-server/tunnel.db"})
 		}},
 	}
 	for _, tt := range tests {

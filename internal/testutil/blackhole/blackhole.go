@@ -5,17 +5,16 @@
 // other socket can take the port meanwhile.
 //
 // It relies on Linux's handling of a full accept queue (Open checks it and
-// returns ErrNotBlackholed where the kernel still answers), builds on Unix
-// systems only, and touches no firewall rules.
+// returns ErrNotBlackholed where the kernel still answers), works on Unix
+// systems only (elsewhere it builds, and every Open fails), and touches no
+// firewall rules.
 package blackhole
 
 import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -37,7 +36,7 @@ var ErrNotBlackholed = errors.New("blackhole: connects to a full accept queue st
 // Port is a reserved port on 127.0.0.1 that misbehaves until Close.
 type Port struct {
 	addr    string
-	fd      int
+	release func() error // closes the socket
 	fillers []net.Conn
 	once    sync.Once
 }
@@ -119,7 +118,7 @@ func (p *Port) Close() error {
 		for _, c := range p.fillers {
 			c.Close()
 		}
-		err = syscall.Close(p.fd)
+		err = p.release()
 	})
 	return err
 }
@@ -131,40 +130,4 @@ func (p *Port) Close() error {
 func IsTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// bind makes an IPv4 TCP socket on 127.0.0.1 with a kernel-chosen port,
-// listening with backlog 0 if listen is set. It uses syscall directly
-// because net.Listen always asks for the system's maximum backlog.
-func bind(listen bool) (*Port, error) {
-	syscall.ForkLock.RLock() // no exec may inherit fd before it is close-on-exec
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-	if err == nil {
-		syscall.CloseOnExec(fd)
-	}
-	syscall.ForkLock.RUnlock()
-	if err != nil {
-		return nil, fmt.Errorf("socket: %w", err)
-	}
-	fail := func(what string, err error) (*Port, error) {
-		syscall.Close(fd)
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		return fail("bind 127.0.0.1:0", err)
-	}
-	if listen {
-		if err := syscall.Listen(fd, 0); err != nil {
-			return fail("listen", err)
-		}
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		return fail("getsockname", err)
-	}
-	in4, ok := sa.(*syscall.SockaddrInet4)
-	if !ok {
-		return fail("getsockname", fmt.Errorf("unexpected address %T", sa))
-	}
-	return &Port{fd: fd, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(in4.Port))}, nil
 }

@@ -294,7 +294,7 @@ func (s *Server) start(mariadbd string, port int) error {
 	// down too instead of leaking it. The signal is tied to the OS thread
 	// that forked, which the Go runtime does not retire unless a goroutine
 	// exits while locked to it; nothing in our tests does that.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = dieWithParent(syscall.SIGKILL)
 	if err := cmd.Start(); err != nil {
 		return err
 	}

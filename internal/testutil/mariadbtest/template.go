@@ -147,7 +147,7 @@ func runInstallDB(installDB, dir, dataDir, password string) error {
 	cmd.Dir = dir
 	cmd.Env = environ()
 	cmd.WaitDelay = 10 * time.Second
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = dieWithParent(syscall.SIGKILL)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("mariadb-install-db %s: %v\n%s", dataDir, err, out)
 	}

@@ -54,7 +54,7 @@ func (a account) apply(cmd *exec.Cmd) {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	if a.switched {
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: a.uid, Gid: a.gid}
+		setCredential(cmd.SysProcAttr, a.uid, a.gid)
 	}
 }
 

@@ -212,7 +212,7 @@ func (s *Server) initdbContext(ctx context.Context) error {
 	// the test binary dies.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	cmd.SysProcAttr = dieWithParent(syscall.SIGTERM)
 	s.acct.apply(cmd)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("initdb %s: %v\n%s", s.DataDir(), err, out)
@@ -260,7 +260,7 @@ func (s *Server) start(port int) error {
 	// down too instead of leaking it. The signal is tied to the OS thread
 	// that forked, which the Go runtime does not retire unless a goroutine
 	// exits while locked to it; nothing in our tests does that.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGQUIT}
+	cmd.SysProcAttr = dieWithParent(syscall.SIGQUIT)
 	s.acct.apply(cmd)
 	if err := cmd.Start(); err != nil {
 		return err
