@@ -49,7 +49,9 @@ new connection that uses it. Other changes need a restart; the log says which.
 
 On SIGINT or SIGTERM it tells the server to send no more sessions, lets the
 sessions in flight finish for up to agent.drain_timeout (default 30s), then
-exits. A second signal stops it at once.
+exits. A second signal stops it at once. Meanwhile the server holds new
+sessions for the agent's successor (a restarted agent) for up to its
+limits.open_timeout.
 
 It records its process id for 'tunnel-agent reload' in --pid-file (default:
 tunnel-agent-NAME.pid in $RUNTIME_DIRECTORY, /run/tunnel-agent,

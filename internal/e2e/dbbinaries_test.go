@@ -26,6 +26,8 @@ func TestBinariesDatabases(t *testing.T) {
 	c := newCluster(t, map[string]string{"pg": pg.Addr(), "pg2": pg.Addr()})
 	appendFile(t, c.agentCfg, fmt.Sprintf("\n[[targets]]\nname = \"my\"\naddress = %q\nproxy_protocol = true\n", my.Addr()))
 	setServerKey(t, c.serverCfg, "domain", `"db.test"`)
+	// Clients of a stopped agent wait this long for its successor.
+	setServerKey(t, c.serverCfg, "open_timeout", `"2s"`)
 	c.server.kill()
 	c.startServer(t)
 	c.startAgent(t)

@@ -19,8 +19,10 @@ import (
 // TestBinariesReloadAndDrain changes a running agent and server as an
 // operator would, from the built binaries: a target added to the agent's
 // file and `tunnel-agent reload`, a renewed server certificate and SIGHUP,
-// then SIGTERM to the agent. A session in flight lives through all of it,
-// and the agent never reconnects until it stops.
+// then SIGTERM to the agent and a new agent process, as for an upgrade. A
+// session in flight lives through all of it, the agent never reconnects
+// until it stops, and a client that connects while it drains is served by
+// its successor.
 func TestBinariesReloadAndDrain(t *testing.T) {
 	c := newCluster(t, map[string]string{"echo": tcptest.Echo(t)})
 	c.startAgent(t)
@@ -71,19 +73,24 @@ func TestBinariesReloadAndDrain(t *testing.T) {
 		t.Errorf("the agent connected %d times, want once: reloads must keep the connection", n)
 	}
 
-	// SIGTERM: no new sessions, the one in flight goes on, then the agent
-	// exits by itself.
+	// SIGTERM, as for an upgrade: the server sends the agent no new
+	// session, the one in flight goes on, and the agent exits when it
+	// ends. A client that connects meanwhile waits for the agent's
+	// successor and is served by it.
 	c.agent.cmd.Process.Signal(syscall.SIGTERM)
 	c.agent.log.waitFor(t, 5*time.Second, "stopping: no new sessions")
 	c.server.log.waitFor(t, 5*time.Second, "agent is stopping: no new sessions through this connection")
-	refused, err := net.Dial("tcp", echoRoute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer refused.Close()
-	refused.Write([]byte("x"))
-	expectClosed(t, refused, 5*time.Second)
-	c.server.log.waitFor(t, 5*time.Second, "session refused", `is shutting down`)
+	waited := make(chan error, 1)
+	go func() {
+		conn, err := net.Dial("tcp", echoRoute)
+		if err != nil {
+			waited <- err
+			return
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(14 * time.Second))
+		waited <- checksumExchange(conn, 100_000, 6)
+	}()
 	select {
 	case <-c.agent.done:
 		t.Fatal("the agent exited with a session in flight")
@@ -95,6 +102,10 @@ func TestBinariesReloadAndDrain(t *testing.T) {
 	}
 	if _, err := os.Stat(c.pidFile()); !os.IsNotExist(err) {
 		t.Errorf("the pid file is left behind: %v", err)
+	}
+	c.startAgent(t)
+	if err := <-waited; err != nil {
+		t.Fatalf("the session that waited for the restarted agent: %v", err)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tunnelrelay/tunnel/internal/agent"
+	"github.com/tunnelrelay/tunnel/internal/harness"
 	"github.com/tunnelrelay/tunnel/internal/testutil/tcptest"
 )
 
@@ -86,30 +87,56 @@ func TestAgentMovesConnection(t *testing.T) {
 }
 
 // TestAgentDrain: a draining agent gets no new sessions, its session in
-// flight goes on to the end, and Drain returns once it has.
+// flight goes on to the end, and Drain returns once it has. A new session
+// meanwhile waits for the agent's successor, up to the open timeout: it
+// fails without one, and goes through the successor when it comes.
 func TestAgentDrain(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, tr transport) {
-		e := newEnv(t, tr, testServerOptions())
-		a := e.agent("acme", "echo="+tcptest.Echo(t))
+		opt := testServerOptions()
+		e := newEnv(t, tr, opt)
+		echo := tcptest.Echo(t)
+		a := e.agent("acme", "echo="+echo)
 		e.online("acme")
 		route := e.route("echo", "acme", "echo")
 		busy := startBusySession(t, route)
 
 		left := make(chan int, 1)
 		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			left <- a.Drain(ctx)
 		}()
 		e.log.waitFor(t, 5*time.Second, "agent is stopping: no new sessions through this connection")
+
+		// No successor: refused after the open timeout.
 		c, err := net.Dial("tcp", route)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
 		c.Write([]byte("hello"))
-		expectClosed(t, c, 5*time.Second)
+		expectClosed(t, c, opt.OpenTimeout+3*time.Second)
 		e.log.waitFor(t, time.Second, "session refused", `agent \"acme\" is shutting down`)
+
+		// A successor (a new agent process with the same key) comes while
+		// a client waits: the client's session goes through it.
+		waited := make(chan error, 1)
+		go func() {
+			c, err := net.Dial("tcp", route)
+			if err != nil {
+				waited <- err
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(15 * time.Second))
+			waited <- checksumExchange(c, 100_000, 5)
+		}()
+		time.Sleep(500 * time.Millisecond)
+		e.agentWith(harness.AgentConfig{Name: "acme", Key: a.Key}, "echo="+echo)
+		if err := <-waited; err != nil {
+			t.Fatalf("the session that waited for the successor: %v", err)
+		}
+		e.log.waitFor(t, time.Second, "replacing connection", "the agent was stopping")
 
 		select {
 		case n := <-left:

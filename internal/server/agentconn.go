@@ -315,6 +315,7 @@ func (s *Server) claim(ac *agentConn) error {
 		s.mu.Unlock()
 		return errShuttingDown
 	}
+	delete(s.restarting, ac.name)
 	old := s.agents[ac.name]
 	if old == nil {
 		s.agents[ac.name] = ac
@@ -376,6 +377,9 @@ func (s *Server) release(ac *agentConn) {
 	s.mu.Lock()
 	if s.agents[ac.name] == ac {
 		delete(s.agents, ac.name)
+		if ac.draining.Load() {
+			s.restarting[ac.name] = time.Now()
+		}
 	}
 	s.mu.Unlock()
 }
@@ -615,4 +619,39 @@ func (ac *agentConn) targetNames() []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// restartGrace is how long after a draining agent went away the server
+// still expects its successor, and lets new sessions wait for it.
+const restartGrace = time.Minute
+
+// awaitAgent returns the agent's live connection, or nil. When the agent is
+// restarting (its connection is draining, or ended while draining less than
+// restartGrace ago), it waits for the successor's connection, for up to the
+// open timeout or until ctx is done, and then returns what there is: a
+// client's session starts late instead of failing across an agent upgrade.
+func (s *Server) awaitAgent(ctx context.Context, name string) *agentConn {
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(s.openTimeout.Load()))
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.mu.Lock()
+		ac := s.agents[name]
+		gone, restarting := s.restarting[name]
+		s.mu.Unlock()
+		switch {
+		case ac != nil && !ac.draining.Load():
+			return ac
+		case ac == nil && (!restarting || time.Since(gone) > restartGrace):
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ac
+		case <-s.ctx.Done():
+			return ac
+		case <-tick.C:
+		}
+	}
 }

@@ -138,6 +138,9 @@ type Server struct {
 	ports    map[string]*port      // by listen address, as stored
 	retired  []*port               // ports without routes whose connections may still run
 	sessions map[uint64]*session   // live sessions
+	// restarting holds when each agent whose connection ended while
+	// draining went away: its successor is expected soon (see awaitAgent).
+	restarting map[string]time.Time
 	closing  bool
 
 	endedBytes byteCount // moved by sessions that have ended
@@ -161,6 +164,7 @@ func New(opt Options) (*Server, error) {
 		ports:    map[string]*port{},
 		sessions: map[uint64]*session{},
 
+		restarting: map[string]time.Time{},
 		throughput: newThroughputRing(opt.ThroughputInterval),
 	}
 	s.verifier = auth.Verifier{Lookup: s.lookupAgent}

@@ -37,7 +37,7 @@ func (s *Server) Dial(ctx context.Context, req *dbproxy.Request) (dbproxy.Backen
 	oe := func(code dbproxy.ErrorCode, reason string) error {
 		return failed(metrics.DialReason(code), code, reason)
 	}
-	ac := s.liveAgent(rt.cfg.Agent)
+	ac := s.awaitAgent(ctx, rt.cfg.Agent)
 	if ac == nil {
 		return nil, oe(dbproxy.ErrAgentOffline, fmt.Sprintf("agent %q is not connected", rt.cfg.Agent))
 	}
