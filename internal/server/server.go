@@ -141,7 +141,7 @@ type Server struct {
 	// restarting holds when each agent whose connection ended while
 	// draining went away: its successor is expected soon (see awaitAgent).
 	restarting map[string]time.Time
-	closing  bool
+	closing    bool
 
 	endedBytes byteCount // moved by sessions that have ended
 }
