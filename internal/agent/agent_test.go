@@ -57,6 +57,18 @@ func TestBackoff(t *testing.T) {
 	}
 }
 
+// TestConnErrDetail: check's line for a server it could not use says why
+// once.
+func TestConnErrDetail(t *testing.T) {
+	ref := &proto.Refuse{Code: proto.RefuseUnknownAgent, Message: `agent "a1" is not registered on this server (was it removed?)`}
+	if got, want := connErrDetail("srv:7443", fmt.Errorf("hello: %w", ref)), `srv:7443: refused by server: agent "a1" is not registered on this server (was it removed?)`; got != want {
+		t.Errorf("refused: got %q, want %q", got, want)
+	}
+	if got, want := connErrDetail("srv:7443", errors.New("dial tcp: connection refused")), "srv:7443: cannot connect to server: dial tcp: connection refused"; got != want {
+		t.Errorf("unreachable: got %q, want %q", got, want)
+	}
+}
+
 func TestDescribeDialErr(t *testing.T) {
 	for _, tc := range []struct {
 		name string

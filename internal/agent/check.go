@@ -3,10 +3,13 @@ package agent
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tunnelrelay/tunnel/internal/proto"
 )
 
 // CheckResult is the outcome of one check of `tunnel-agent check`.
@@ -80,7 +83,7 @@ func (a *Agent) checkServer(ctx context.Context) CheckResult {
 	start := time.Now()
 	c, err := a.connect(ctx, true)
 	if err != nil {
-		r.Detail = fmt.Sprintf("%s: %s: %v", server, describeConnErr(err, false), err)
+		r.Detail = connErrDetail(server, err)
 		return r
 	}
 	c.sess.Close()
@@ -91,4 +94,14 @@ func (a *Agent) checkServer(ctx context.Context) CheckResult {
 		r.Detail += "; " + c.fallback
 	}
 	return r
+}
+
+// connErrDetail says why check could not connect to server. A refusal
+// says "refused by server" itself.
+func connErrDetail(server string, err error) string {
+	var ref *proto.Refuse
+	if errors.As(err, &ref) {
+		return fmt.Sprintf("%s: %v", server, ref)
+	}
+	return fmt.Sprintf("%s: %s: %v", server, describeConnErr(err, false), err)
 }
