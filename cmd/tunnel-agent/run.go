@@ -212,5 +212,6 @@ func restartNeeded(cur, next *config.Agent) []string {
 	diff("agent.handshake_timeout", a.HandshakeTimeout != b.HandshakeTimeout)
 	diff("agent.half_close_timeout", a.HalfCloseTimeout != b.HalfCloseTimeout)
 	diff("agent.max_header_size", a.MaxHeaderSize != b.MaxHeaderSize)
+	diff("agent.metrics_listen", a.MetricsListen != b.MetricsListen)
 	return slices.Clip(keys)
 }
