@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -103,10 +104,11 @@ func Run(ctx context.Context, root *cobra.Command, args []string, stderr io.Writ
 }
 
 // isUsageError recognises cobra's own argument and flag errors, which are
-// plain errors.
+// plain errors: flag errors through FlagErrors, and an unknown command by
+// its message, which cobra makes with nothing else to tell it by.
 func isUsageError(err error) bool {
 	var fe *flagError
-	return errors.As(err, &fe)
+	return errors.As(err, &fe) || strings.HasPrefix(err.Error(), "unknown command ")
 }
 
 type flagError struct{ error }
