@@ -158,6 +158,9 @@ func serve(ctx context.Context, cfg *config.Server, log *slog.Logger) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	// failed is why the server stops on its own, for a non-zero exit
+	// (systemd restarts it then).
+	var failed error
 wait:
 	for {
 		select {
@@ -168,6 +171,10 @@ wait:
 			break wait
 		case err := <-httpDone:
 			log.Error("admin endpoint stopped", logging.KeyErr, err)
+			failed = fmt.Errorf("admin endpoint stopped: %w", err)
+			break wait
+		case err := <-srv.Failed():
+			failed = fmt.Errorf("agent listener stopped: %w", err)
 			break wait
 		}
 	}
@@ -181,6 +188,9 @@ wait:
 	log.Info("stopped")
 	if errors.Is(err, net.ErrClosed) {
 		err = nil
+	}
+	if failed != nil {
+		return failed
 	}
 	return err
 }

@@ -533,6 +533,11 @@ loop:
 			}
 		case err = <-readErr:
 			readErr = nil
+			var ref *proto.Refuse
+			if serverGone && !errors.As(err, &ref) {
+				// The server said it was going; this is it going.
+				err = errServerRestarting
+			}
 			break loop
 		case <-c.sess.Done():
 			// The read loop ends too; what it read last (a refusal, say)

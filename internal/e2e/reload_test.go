@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"net"
+	"regexp"
 	"slices"
 	"testing"
 	"time"
@@ -151,6 +152,53 @@ func TestAgentDrain(t *testing.T) {
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatal("Drain did not return after the last session ended")
+		}
+	})
+}
+
+// TestServerRestartQuickRetry: a stopping server asks its agents to
+// reconnect; an agent whose normal backoff would wait seconds retries
+// within restartBackoff (1 s) until the server is back.
+func TestServerRestartQuickRetry(t *testing.T) {
+	forEachTransport(t, func(t *testing.T, tr transport) {
+		e := newEnv(t, tr, testServerOptions())
+		cfg := harness.AgentConfig{Name: "acme", Options: testAgentOptions()}
+		// Long enough that the normal backoff is unlikely to pick only
+		// delays below a second, three times over.
+		cfg.Options.BackoffBase, cfg.Options.BackoffMax = 8*time.Second, 30*time.Second
+		e.agentWith(cfg, "echo="+tcptest.Echo(t))
+		e.online("acme")
+
+		st, agentAddr := e.srv.Store, e.srv.Addr
+		mark := len(e.log.String())
+		ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
+		e.srv.Server.Close(ctx)
+		cancel()
+		// Down for a while: several retries happen meanwhile.
+		time.Sleep(2500 * time.Millisecond)
+		srv2, err := harness.StartServerWith(e.ctx, harness.Config{Listen: agentAddr, Options: withLogger(testServerOptions(), e.lg)}, st, e.srv.TLSConfig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			c, cancel := context.WithTimeout(context.Background(), time.Second)
+			srv2.Server.Close(c)
+			cancel()
+		})
+		ctx, cancel = context.WithTimeout(e.ctx, 10*time.Second)
+		defer cancel()
+		if err := srv2.WaitOnline(ctx, "acme"); err != nil {
+			t.Fatal(err)
+		}
+		retries := regexp.MustCompile(`retrying.* retry_in=(\S+)`).FindAllStringSubmatch(e.log.String()[mark:], -1)
+		if len(retries) < 2 {
+			t.Fatalf("%d retries logged while the server was down, want several:\n%s", len(retries), e.log.String()[mark:])
+		}
+		for _, r := range retries {
+			d, err := time.ParseDuration(r[1])
+			if err != nil || d > time.Second {
+				t.Errorf("retry in %s after the server asked for a reconnect, want within 1s", r[1])
+			}
 		}
 	})
 }

@@ -588,10 +588,21 @@ func (ac *agentConn) reconnect(reason string) {
 	if ac.proto < 2 {
 		return
 	}
-	if err := ac.writeJSON(proto.FrameReconnect, &proto.Reconnect{Reason: reason}); err != nil {
+	payload, err := json.Marshal(&proto.Reconnect{Reason: reason})
+	if err == nil {
+		ac.writeMu.Lock()
+		ac.ctl.SetWriteDeadline(time.Now().Add(time.Second))
+		err = proto.WriteFrame(ac.ctl, proto.FrameReconnect, payload)
+		ac.writeMu.Unlock()
+	}
+	if err != nil {
 		ac.log.Debug("reconnect request not sent", logging.KeyErr, err)
 	}
 }
+
+// reconnectLinger is how long a stopping server waits, after asking its
+// agents to reconnect, before it may close their connections.
+const reconnectLinger = 200 * time.Millisecond
 
 func (ac *agentConn) writeJSON(t proto.FrameType, v any) error {
 	payload, err := json.Marshal(v)

@@ -141,6 +141,7 @@ type Server struct {
 	// restarting holds when each agent whose connection ended while
 	// draining went away: its successor is expected soon (see awaitAgent).
 	restarting map[string]time.Time
+	failed     chan error // the accept loop's error, when it stops on its own
 	closing    bool
 
 	endedBytes byteCount // moved by sessions that have ended
@@ -165,6 +166,7 @@ func New(opt Options) (*Server, error) {
 		sessions: map[uint64]*session{},
 
 		restarting: map[string]time.Time{},
+		failed:     make(chan error, 1),
 		throughput: newThroughputRing(opt.ThroughputInterval),
 	}
 	s.verifier = auth.Verifier{Lookup: s.lookupAgent}
@@ -233,6 +235,7 @@ func (s *Server) acceptAgents() {
 		if err != nil {
 			if s.ctx.Err() == nil && !errors.Is(err, mux.ErrListenerClosed) {
 				s.log.Error("agent listener stopped", logging.KeyErr, err)
+				s.failed <- err
 			}
 			return
 		}
@@ -267,9 +270,21 @@ func (s *Server) Close(ctx context.Context) error {
 	// Agents start reconnecting now, so that they are back as soon as
 	// this server's successor listens; their sessions in flight finish on
 	// the connections they have.
+	// The request must leave before the connections close: each write is
+	// bounded, and a moment's linger lets QUIC, whose writes only queue,
+	// send it.
 	var asked sync.WaitGroup
 	for _, ac := range agents {
 		asked.Go(func() { ac.reconnect("server shutting down") })
+	}
+	asked.Wait()
+	if len(agents) > 0 {
+		linger := time.NewTimer(reconnectLinger)
+		select {
+		case <-linger.C:
+		case <-ctx.Done():
+		}
+		linger.Stop()
 	}
 	if n := s.liveSessions(); n > 0 {
 		s.log.Info("draining sessions", "sessions", n)
@@ -287,12 +302,16 @@ func (s *Server) Close(ctx context.Context) error {
 	}
 	s.cancel()
 	s.wg.Wait()
-	asked.Wait()
 	for _, p := range ports {
 		p.wait()
 	}
 	return err
 }
+
+// Failed delivers the error that stopped the server from accepting agents,
+// when that happens before Close: a server in that state serves its
+// connected agents but no new ones, and should be stopped and restarted.
+func (s *Server) Failed() <-chan error { return s.failed }
 
 func (s *Server) liveSessions() int {
 	s.mu.Lock()
