@@ -54,8 +54,8 @@ sessions for the agent's successor (a restarted agent) for up to its
 limits.open_timeout.
 
 It records its process id for 'tunnel-agent reload' in --pid-file (default:
-tunnel-agent-NAME.pid in $RUNTIME_DIRECTORY, /run/tunnel-agent,
-$XDG_RUNTIME_DIR or the temporary directory, the first that is writable).
+tunnel-agent-NAME.pid in $RUNTIME_DIRECTORY, /run/tunnel-agent or
+$XDG_RUNTIME_DIR, the first that is writable).
 
 With [agent] metrics_listen set (e.g. "127.0.0.1:9102"), it serves
 Prometheus metrics at http://ADDRESS/metrics, without authentication: bind
@@ -70,6 +70,11 @@ metrics_listen cannot be bound (code 1).`,
   tunnel-agent run --pid-file /run/tunnel-agent/agent.pid`,
 		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// First of all: SIGHUP's default action ends the process, and
+			// a reload may come while the agent is still starting.
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
 			log, err := a.Logger(cmd.ErrOrStderr())
 			if err != nil {
 				return err
@@ -97,7 +102,7 @@ metrics_listen cannot be bound (code 1).`,
 			} else {
 				defer pidfile.Remove(path)
 			}
-			err = serveAgent(cmd.Context(), eng, cfg, log)
+			err = serveAgent(cmd.Context(), eng, cfg, log, hup)
 			if err == nil {
 				log.Info("tunnel-agent stopped")
 			}
@@ -114,11 +119,7 @@ metrics_listen cannot be bound (code 1).`,
 
 // serveAgent runs eng until ctx is done, then drains it; SIGHUP reloads
 // the config meanwhile.
-func serveAgent(ctx context.Context, eng *agent.Agent, cfg *config.Agent, log *slog.Logger) error {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-
+func serveAgent(ctx context.Context, eng *agent.Agent, cfg *config.Agent, log *slog.Logger, hup <-chan os.Signal) error {
 	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelRun()
 	done := make(chan error, 1)

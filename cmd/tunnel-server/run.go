@@ -36,9 +36,10 @@ func (a *app) runCmd() *cobra.Command {
 admin endpoint on admin.listen. Routes and agents come from the database
 and survive restarts.
 
-The admin endpoint also serves Prometheus metrics at /metrics, to requests
-that carry the admin token as the CLI does ("Authorization: Bearer TOKEN");
-docs/METRICS.md lists them.
+The admin endpoint also serves a status page at / (sign in with the admin
+token) and Prometheus metrics at /metrics, to requests that carry the admin
+token as the CLI does ("Authorization: Bearer TOKEN") or the status page's
+cookie; docs/METRICS.md lists them, docs/API.md describes the JSON API.
 
 On SIGHUP it re-reads the config file and the certificates it names:
 server.cert/key and postgres.cert/key are used for handshakes from then on,
@@ -50,11 +51,16 @@ does not load changes nothing.
 On SIGINT or SIGTERM it stops accepting agents and clients, asks every agent
 to reconnect (they retry within a second, so they are back as soon as the
 server is), lets sessions in flight finish for up to limits.drain_timeout,
-then closes the rest and exits.`,
+then closes the rest and exits. A second signal closes them at once.`,
 		Example: `  tunnel-server run --config /etc/tunnel-server/tunnel-server.toml
   tunnel-server run --log info,mux=debug --json`,
 		Args: cli.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// First of all: SIGHUP's default action ends the process, and
+			// a reload may come while the server is still starting.
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
 			log, err := a.Logger(cmd.ErrOrStderr())
 			if err != nil {
 				return err
@@ -64,7 +70,7 @@ then closes the rest and exits.`,
 				return err
 			}
 			tuneGC()
-			return serve(cmd.Context(), cfg, log)
+			return serve(cmd.Context(), cfg, log, hup)
 		},
 	}
 }
@@ -85,7 +91,8 @@ func tuneGC() {
 }
 
 // serve runs the server described by cfg until ctx is done.
-func serve(ctx context.Context, cfg *config.Server, log *slog.Logger) error {
+// A SIGHUP on hup reloads the config.
+func serve(ctx context.Context, cfg *config.Server, log *slog.Logger, hup <-chan os.Signal) error {
 	var certs serverCerts
 	if err := certs.load(cfg); err != nil {
 		return cli.Usage(err)
@@ -155,9 +162,6 @@ func serve(ctx context.Context, cfg *config.Server, log *slog.Logger) error {
 	log.Info("tunnel-server running", "version", version.Get().Version, "config", cfg.Path,
 		"agents", ln.Addr().String(), "transports", "tls (tcp), quic (udp)", "admin", cfg.Admin.Listen)
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	// failed is why the server stops on its own, for a non-zero exit
 	// (systemd restarts it then).
 	var failed error
@@ -184,6 +188,17 @@ wait:
 	cancel()
 	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.DrainTimeout.Duration)
 	defer cancel()
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(again)
+	go func() {
+		select {
+		case <-again:
+			log.Warn("second signal: closing the sessions in flight now")
+			cancel()
+		case <-drainCtx.Done():
+		}
+	}()
 	err = srv.Close(drainCtx)
 	log.Info("stopped")
 	if errors.Is(err, net.ErrClosed) {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/tunnelrelay/tunnel/internal/store"
 )
@@ -107,13 +108,12 @@ func noEndpoint(mux *http.ServeMux) http.Handler {
 // never change anything, so no request forged by another site can.
 func requireToken(token string, next http.Handler) http.Handler {
 	want := []byte("Bearer " + token)
-	wantCookie := []byte(pageCookie(token))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got := []byte(r.Header.Get("Authorization"))
 		ok := subtle.ConstantTimeCompare(got, want) == 1
 		if !ok && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 			if c, err := r.Cookie(cookieName); err == nil {
-				ok = subtle.ConstantTimeCompare([]byte(c.Value), wantCookie) == 1
+				ok = cookieOK(token, c.Value, time.Now())
 			}
 		}
 		if token == "" || !ok {

@@ -12,6 +12,7 @@ import (
 	"mime"
 	"net/http"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,15 +32,35 @@ const cookieName = "tunnel_admin"
 // browser out.
 const cookieLabel = "tunnel-server status page v1"
 
-// pageCookie returns the status page's cookie value for token: an
-// HMAC-SHA256 of a fixed label keyed by the token. It proves its holder
-// was given the token without being the token, so a cookie read from a
-// browser profile does not work as a bearer token on state-changing
-// requests. It stays valid until the token changes.
-func pageCookie(token string) string {
+// cookieLifetime is how long a status page login lasts.
+const cookieLifetime = 12 * time.Hour
+
+// pageCookie returns the status page's cookie value for token, valid until
+// exp: the expiry in Unix seconds, a dot, and an HMAC-SHA256 of a fixed
+// label and the expiry keyed by the token. It proves its holder was given
+// the token without being the token, so a cookie read from a browser
+// profile does not work as a bearer token on state-changing requests, and
+// it stops working at its expiry (or when the token changes).
+func pageCookie(token string, exp time.Time) string {
+	stamp := strconv.FormatInt(exp.Unix(), 10)
 	m := hmac.New(sha256.New, []byte(token))
-	m.Write([]byte(cookieLabel))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	m.Write([]byte(cookieLabel + "|" + stamp))
+	return stamp + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// cookieOK reports whether value is a pageCookie for token that has not
+// expired.
+func cookieOK(token, value string, now time.Time) bool {
+	stamp, _, ok := strings.Cut(value, ".")
+	sec, err := strconv.ParseInt(stamp, 10, 64)
+	if !ok || err != nil || token == "" {
+		return false
+	}
+	exp := time.Unix(sec, 0)
+	if !now.Before(exp) || exp.Sub(now) > cookieLifetime {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(value), []byte(pageCookie(token, exp))) == 1
 }
 
 // pageCSP lets the page load only its own files and talk only to its own
@@ -100,7 +121,8 @@ func (p *statusPage) login(w http.ResponseWriter, r *http.Request) {
 	}
 	http.SetCookie(w, &http.Cookie{
 		Name:     cookieName,
-		Value:    pageCookie(p.token),
+		Value:    pageCookie(p.token, time.Now().Add(cookieLifetime)),
+		MaxAge:   int(cookieLifetime / time.Second),
 		Path:     "/",
 		HttpOnly: true,
 		SameSite: http.SameSiteStrictMode,

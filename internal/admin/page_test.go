@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 // noRedirect is a client that shows redirects instead of following them.
@@ -140,8 +141,11 @@ func TestPageLogin(t *testing.T) {
 	if !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Path != "/" {
 		t.Errorf("cookie %+v: want HttpOnly, SameSite=Strict, Path=/", c)
 	}
-	if strings.Contains(c.Value, token) || c.Value != pageCookie(token) || pageCookie(token) == pageCookie("other") {
-		t.Errorf("cookie value %q: want the HMAC of the label keyed by the token", c.Value)
+	if strings.Contains(c.Value, token) || !cookieOK(token, c.Value, time.Now()) || cookieOK("other", c.Value, time.Now()) {
+		t.Errorf("cookie value %q: want the HMAC of the label and expiry keyed by the token", c.Value)
+	}
+	if c.MaxAge <= 0 || c.MaxAge > int(cookieLifetime/time.Second) {
+		t.Errorf("cookie Max-Age %d: want at most %v", c.MaxAge, cookieLifetime)
 	}
 	t.Run("the cookie reads", func(t *testing.T) {
 		for _, path := range []string{"/api/v1/status", "/api/v1/sessions", "/api/v1/throughput", "/api/v1/agents"} {
@@ -161,7 +165,11 @@ func TestPageLogin(t *testing.T) {
 		}
 	})
 	t.Run("a forged cookie", func(t *testing.T) {
-		for _, v := range []string{token, pageCookie("other"), c.Value[:len(c.Value)-1]} {
+		now := time.Now()
+		for _, v := range []string{token, pageCookie("other", now.Add(time.Hour)), c.Value[:len(c.Value)-1],
+			pageCookie(token, now.Add(-time.Second)),     // expired
+			pageCookie(token, now.Add(2*cookieLifetime)), // longer than a login lasts
+			"x" + c.Value, "", "123", ".", "99999999999999999999." + c.Value} {
 			if code := api("GET", "/api/v1/status", &http.Cookie{Name: cookieName, Value: v}); code != http.StatusUnauthorized {
 				t.Errorf("cookie %q: %d, want 401", v, code)
 			}
@@ -182,7 +190,7 @@ func TestPageNoToken(t *testing.T) {
 	if resp := login(t, srv, ""); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("login with an empty token on a server without one: %d", resp.StatusCode)
 	}
-	c := &http.Cookie{Name: cookieName, Value: pageCookie("")}
+	c := &http.Cookie{Name: cookieName, Value: pageCookie("", time.Now().Add(time.Hour))}
 	req, _ := http.NewRequest("GET", srv.URL+"/api/v1/status", nil)
 	req.AddCookie(c)
 	if resp := do(t, req); resp.StatusCode != http.StatusUnauthorized {

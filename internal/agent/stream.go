@@ -19,6 +19,10 @@ import (
 
 // serveStream handles one data stream: header, checks, dial, reply, splice.
 func (a *Agent) serveStream(ctx context.Context, st mux.Stream) {
+	// Counted from the start, so that Drain waits for a stream the server
+	// opened just before it learned that the agent is stopping.
+	n := a.active.Add(1)
+	defer a.active.Add(-1)
 	st.SetReadDeadline(time.Now().Add(a.opt.HandshakeTimeout))
 	open, err := proto.ReadOpen(st, a.opt.MaxHeaderSize)
 	if err != nil {
@@ -47,8 +51,7 @@ func (a *Agent) serveStream(ctx context.Context, st mux.Stream) {
 		st.Close()
 		return
 	}
-	if n := a.active.Add(1); n > int64(a.opt.MaxSessions) {
-		a.active.Add(-1)
+	if n > int64(a.opt.MaxSessions) {
 		msg := fmt.Sprintf("agent %q is at its limit of %d open sessions", a.opt.Name, a.opt.MaxSessions)
 		log.Warn("session refused", logging.KeyReason, msg)
 		a.metrics.DialFailed(open.Target, metrics.ReasonLimitReached)
@@ -56,7 +59,6 @@ func (a *Agent) serveStream(ctx context.Context, st mux.Stream) {
 		st.Close()
 		return
 	}
-	defer a.active.Add(-1)
 
 	start := time.Now()
 	dctx, cancel := context.WithTimeout(ctx, a.opt.DialTimeout)

@@ -3,7 +3,9 @@
 //
 // The default file is named after the agent, in the first usable runtime
 // directory: $RUNTIME_DIRECTORY (set by systemd's RuntimeDirectory=), then
-// /run/tunnel-agent, then $XDG_RUNTIME_DIR, then the temporary directory.
+// /run/tunnel-agent (made when missing, which takes root), then
+// $XDG_RUNTIME_DIR. Never a world-writable directory such as /tmp, where
+// another user could plant a pid file for reload to signal.
 package pidfile
 
 import (
@@ -18,7 +20,7 @@ import (
 // Dirs returns the runtime directories searched, in order.
 func Dirs() []string {
 	var dirs []string
-	for _, d := range []string{os.Getenv("RUNTIME_DIRECTORY"), "/run/tunnel-agent", os.Getenv("XDG_RUNTIME_DIR"), os.TempDir()} {
+	for _, d := range []string{os.Getenv("RUNTIME_DIRECTORY"), systemRunDir, os.Getenv("XDG_RUNTIME_DIR")} {
 		// systemd may list several directories, separated by colons.
 		if first, _, _ := strings.Cut(d, ":"); first != "" {
 			dirs = append(dirs, first)
@@ -26,6 +28,9 @@ func Dirs() []string {
 	}
 	return dirs
 }
+
+// systemRunDir is the system-wide runtime directory of tunnel-agent.
+const systemRunDir = "/run/tunnel-agent"
 
 // FileName is the pid file's name for the agent called name.
 func FileName(name string) string { return "tunnel-agent-" + name + ".pid" }
@@ -39,6 +44,9 @@ func Write(path, name string) (string, error) {
 	}
 	var errs []error
 	for _, dir := range Dirs() {
+		if dir == systemRunDir {
+			os.MkdirAll(dir, 0o755) // fails unless root; then writeFile says why
+		}
 		p := filepath.Join(dir, FileName(name))
 		err := writeFile(p, data)
 		if err == nil {

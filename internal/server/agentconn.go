@@ -161,22 +161,29 @@ func (s *Server) serveAgent(sess mux.Session) {
 		kicked:    make(chan struct{}),
 	}
 	ac.setTargets(hello.Targets)
-	if err := s.claim(ac); err != nil {
-		refuse(refuseCodeOf(err), err.Error())
-		return
-	}
 	if pendingKey {
-		// The agent proved its new key on the connection that is now its
-		// live one: from now on only that key is accepted.
+		// The agent proved its new key: from now on only that key is
+		// accepted. Before claim, so that a failure leaves the agent's
+		// current connection as it is.
 		if err := s.promoteKey(ac); err != nil {
-			s.release(ac)
 			log.Error("agent key not promoted", logging.KeyErr, err)
 			refuse(proto.RefuseInternal, "the server could not register the agent's new key; it will be retried")
 			return
 		}
 	}
+	// Once claimed, the connection is the agent's live one and others may
+	// write to it (a rotation, a reconnect request); nothing may reach the
+	// agent before its Welcome.
+	ac.writeMu.Lock()
+	if err := s.claim(ac); err != nil {
+		ac.writeMu.Unlock()
+		refuse(refuseCodeOf(err), err.Error())
+		return
+	}
 	ctl.SetWriteDeadline(time.Now().Add(s.opt.HandshakeTimeout))
-	if err := proto.WriteJSON(ctl, proto.FrameWelcome, welcome); err != nil {
+	err = proto.WriteJSON(ctl, proto.FrameWelcome, welcome)
+	ac.writeMu.Unlock()
+	if err != nil {
 		s.release(ac)
 		sess.Close()
 		log.Info("agent handshake failed", logging.KeyErr, err)
@@ -377,7 +384,7 @@ func (s *Server) release(ac *agentConn) {
 	s.mu.Lock()
 	if s.agents[ac.name] == ac {
 		delete(s.agents, ac.name)
-		if ac.draining.Load() {
+		if ac.draining.Load() && !ac.wasKicked() {
 			s.restarting[ac.name] = time.Now()
 		}
 	}
@@ -571,6 +578,25 @@ func (ac *agentConn) kick(code proto.RefuseCode, msg string) {
 		ac.kickReason = msg
 		close(ac.kicked)
 	})
+}
+
+// wasKicked reports whether the server sent the agent away (removed or
+// disabled it).
+func (ac *agentConn) wasKicked() bool {
+	select {
+	case <-ac.kicked:
+		return true
+	default:
+		return false
+	}
+}
+
+// forgetRestart stops new sessions from waiting for the agent's successor:
+// it was removed or disabled.
+func (s *Server) forgetRestart(name string) {
+	s.mu.Lock()
+	delete(s.restarting, name)
+	s.mu.Unlock()
 }
 
 // end closes the connection, recording why. Only the first reason counts.

@@ -52,6 +52,7 @@ func (s *Server) RemoveAgent(ctx context.Context, name string) error {
 	if err := s.store.RemoveAgent(ctx, name); err != nil {
 		return err
 	}
+	s.forgetRestart(name)
 	s.log.Info("agent removed", logging.KeyAgent, name)
 	for _, ac := range s.agentConns(name) {
 		ac.kick(proto.RefuseUnknownAgent, fmt.Sprintf("agent %q was removed from this server", name))
@@ -65,6 +66,7 @@ func (s *Server) SetAgentDisabled(ctx context.Context, name string, disabled boo
 	if err := s.store.SetAgentDisabled(ctx, name, disabled); err != nil {
 		return err
 	}
+	s.forgetRestart(name)
 	if !disabled {
 		s.log.Info("agent enabled", logging.KeyAgent, name)
 		return nil

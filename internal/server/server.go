@@ -125,6 +125,7 @@ type Server struct {
 	wg     sync.WaitGroup // accept loop, agent connections, route retries
 
 	nextSession atomic.Uint64
+	dialing     atomic.Int64       // Dial calls under way
 	maxPerAgent atomic.Int64       // Options.MaxSessionsPerAgent, as changed by SetLimits
 	openTimeout atomic.Int64       // Options.OpenTimeout in ns, as changed by SetLimits
 	cancels     dbproxy.CancelKeys // PostgreSQL cancel keys, shared by every route
@@ -313,10 +314,11 @@ func (s *Server) Close(ctx context.Context) error {
 // connected agents but no new ones, and should be stopped and restarted.
 func (s *Server) Failed() <-chan error { return s.failed }
 
+// liveSessions counts the sessions in flight, and those being set up.
 func (s *Server) liveSessions() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.sessions)
+	return len(s.sessions) + int(s.dialing.Load())
 }
 
 // since returns the heartbeat timestamp for now.

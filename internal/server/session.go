@@ -23,6 +23,9 @@ var _ dbproxy.Upstream = (*Server)(nil)
 // Dial opens a data stream to the target of req's route through the route's
 // agent and waits for the agent's answer. It implements dbproxy.Upstream.
 func (s *Server) Dial(ctx context.Context, req *dbproxy.Request) (dbproxy.Backend, error) {
+	// A session being set up counts for the drain as one in flight.
+	s.dialing.Add(1)
+	defer s.dialing.Add(-1)
 	s.mu.Lock()
 	rt := s.routes[req.Route]
 	s.mu.Unlock()
