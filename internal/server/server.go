@@ -270,23 +270,15 @@ func (s *Server) Close(ctx context.Context) error {
 	}
 	// Agents start reconnecting now, so that they are back as soon as
 	// this server's successor listens; their sessions in flight finish on
-	// the connections they have.
-	// The request must leave before the connections close: each write is
-	// bounded, and a moment's linger lets QUIC, whose writes only queue,
-	// send it.
+	// the connections they have. The request must leave before the
+	// connections close: each write is bounded, and the connections stay
+	// up at least reconnectLinger after it, for QUIC, whose writes only
+	// queue, to send it.
 	var asked sync.WaitGroup
 	for _, ac := range agents {
 		asked.Go(func() { ac.reconnect("server shutting down") })
 	}
-	asked.Wait()
-	if len(agents) > 0 {
-		linger := time.NewTimer(reconnectLinger)
-		select {
-		case <-linger.C:
-		case <-ctx.Done():
-		}
-		linger.Stop()
-	}
+	askedAt := time.Now()
 	if n := s.liveSessions(); n > 0 {
 		s.log.Info("draining sessions", "sessions", n)
 		tick := time.NewTicker(50 * time.Millisecond)
@@ -300,6 +292,15 @@ func (s *Server) Close(ctx context.Context) error {
 			}
 		}
 		tick.Stop()
+	}
+	asked.Wait()
+	if rest := reconnectLinger - time.Since(askedAt); len(agents) > 0 && rest > 0 {
+		linger := time.NewTimer(rest)
+		select {
+		case <-linger.C:
+		case <-ctx.Done():
+		}
+		linger.Stop()
 	}
 	s.cancel()
 	s.wg.Wait()
