@@ -54,10 +54,16 @@ func TestSessionsAndThroughput(t *testing.T) {
 	}
 	echo(n / 2)
 
-	sessions, err := c.Sessions(e.ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The server counts a byte once its write to the other side has
+	// returned, which can be just after the client has read it.
+	var sessions []admin.Session
+	waitUntil(t, 5*time.Second, func() bool {
+		sessions, err = c.Sessions(e.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(sessions) == 1 && sessions[0].BytesUp == n/2 && sessions[0].BytesDown == n/2
+	})
 	if len(sessions) != 1 || sessions[0].Route != "r1" || sessions[0].Agent != "a1" || sessions[0].Target != "echo" ||
 		sessions[0].Client != conn.LocalAddr().String() || sessions[0].BytesUp != n/2 || sessions[0].BytesDown != n/2 {
 		t.Fatalf("sessions = %+v, want one of route r1 from %s with %d bytes each way", sessions, conn.LocalAddr(), n/2)
