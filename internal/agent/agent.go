@@ -533,11 +533,6 @@ loop:
 			}
 		case err = <-readErr:
 			readErr = nil
-			var ref *proto.Refuse
-			if serverGone && !errors.As(err, &ref) {
-				// The server said it was going; this is it going.
-				err = errServerRestarting
-			}
 			break loop
 		case <-c.sess.Done():
 			// The read loop ends too; what it read last (a refusal, say)
@@ -547,15 +542,18 @@ loop:
 			var ref *proto.Refuse
 			if !errors.As(err, &ref) {
 				err = errors.New("connection closed by the server")
-				if serverGone {
-					err = errServerRestarting
-				}
 			}
 			break loop
 		case <-ctx.Done():
 			err = ctx.Err()
 			break loop
 		}
+	}
+	var ref *proto.Refuse
+	if next == nil && serverGone && ctx.Err() == nil && !errors.As(err, &ref) {
+		// The server said it was going, and however this connection
+		// ended (a failed read or write, or the close), that is it going.
+		err = fmt.Errorf("%w: %v", errServerRestarting, err)
 	}
 	finish := func() {
 		c.sess.Close()
