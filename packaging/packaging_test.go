@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tunnelrelay/tunnel/internal/config"
+	"github.com/tunnelrelay/tunnel/internal/testutil/fixture"
 	"github.com/tunnelrelay/tunnel/internal/testutil/samples"
 )
 
@@ -203,6 +204,9 @@ func parseSeconds(t *testing.T, s string) time.Duration {
 	return d
 }
 
+// envRequireSystemd turns missing systemd tools into a failure (CI sets it).
+const envRequireSystemd = "TUNNEL_REQUIRE_SYSTEMD"
+
 // systemdAnalyze returns the path of systemd-analyze, skipping the test
 // where there is none (outside Linux, or without systemd installed) unless
 // CI requires it.
@@ -210,10 +214,7 @@ func systemdAnalyze(t *testing.T) string {
 	t.Helper()
 	path, err := exec.LookPath("systemd-analyze")
 	if err != nil {
-		if os.Getenv("TUNNEL_REQUIRE_SYSTEMD") != "" {
-			t.Fatalf("systemd-analyze: %v", err)
-		}
-		t.Skipf("systemd-analyze not installed (%v); the units are checked where it is", err)
+		fixture.Unavailable(t, "packaging", envRequireSystemd, "systemd-analyze not installed: "+err.Error())
 	}
 	return path
 }
@@ -314,10 +315,7 @@ func TestSysusers(t *testing.T) {
 	}
 	sysusersBin, err := exec.LookPath("systemd-sysusers")
 	if err != nil {
-		if os.Getenv("TUNNEL_REQUIRE_SYSTEMD") != "" {
-			t.Fatalf("systemd-sysusers: %v", err)
-		}
-		t.Skipf("systemd-sysusers not installed (%v)", err)
+		fixture.Unavailable(t, "packaging", envRequireSystemd, "systemd-sysusers not installed: "+err.Error())
 	}
 	root := t.TempDir()
 	confDir := filepath.Join(root, "etc", "sysusers.d")

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/tunnelrelay/tunnel/internal/admin"
+	"github.com/tunnelrelay/tunnel/internal/testutil/fixture"
 	"github.com/tunnelrelay/tunnel/internal/testutil/tcptest"
 	"github.com/tunnelrelay/tunnel/pkg/auth"
 )
@@ -37,11 +37,7 @@ func requireChromium(t *testing.T) string {
 			return p
 		}
 	}
-	msg := "no chromium on PATH (Debian: apt-get install chromium)"
-	if v, _ := strconv.ParseBool(os.Getenv(envRequireChromium)); v {
-		t.Fatalf("%s (%s is set, so this is a failure, not a skip)", msg, envRequireChromium)
-	}
-	t.Skipf("%s (set %s=1 to make this a failure)", msg, envRequireChromium)
+	fixture.Unavailable(t, "status page", envRequireChromium, "no chromium on PATH (Debian: apt-get install chromium)")
 	return ""
 }
 

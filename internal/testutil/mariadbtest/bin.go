@@ -6,9 +6,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/tunnelrelay/tunnel/internal/testutil/fixture"
 )
 
 // Environment variables read by this package.
@@ -89,21 +90,14 @@ func RequireTool(t testing.TB, name string) string {
 	return p
 }
 
-// Required reports whether TUNNEL_REQUIRE_MARIADB asks for missing MariaDB
-// to be a failure rather than a skip.
-func Required() bool {
-	v, err := strconv.ParseBool(os.Getenv(EnvRequire))
-	return err == nil && v
-}
+// Required reports whether TUNNEL_REQUIRE_MARIADB asks for missing MariaDB to be a
+// failure rather than a skip.
+func Required() bool { return fixture.Required(EnvRequire) }
 
 // unavailable skips the test, or fails it when MariaDB is required.
 func unavailable(t testing.TB, msg string) {
 	t.Helper()
-	if Required() {
-		t.Fatalf("mariadbtest: %s (%s is set, so this is a failure, not a skip)", msg, EnvRequire)
-		return
-	}
-	t.Skipf("mariadbtest: %s (set %s=1 to make this a failure)", msg, EnvRequire)
+	fixture.Unavailable(t, "mariadbtest", EnvRequire, msg)
 }
 
 func isExecutable(path string) bool {

@@ -225,33 +225,11 @@ func TestToolPath(t *testing.T) {
 // recorder captures how a helper ends a test without ending this one.
 type recorder struct {
 	testing.TB
-	skipped, failed bool
+	failed bool
 }
 
 func (r *recorder) Helper()               {}
-func (r *recorder) Skipf(string, ...any)  { r.skipped = true }
 func (r *recorder) Fatalf(string, ...any) { r.failed = true }
-
-func TestUnavailable(t *testing.T) {
-	tests := []struct {
-		name, env     string
-		skip, failure bool
-	}{
-		{"unset skips", "", true, false},
-		{"zero skips", "0", true, false},
-		{"one fails", "1", false, true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Setenv(EnvRequire, tt.env)
-			r := &recorder{TB: t}
-			unavailable(r, "not here")
-			if r.skipped != tt.skip || r.failed != tt.failure {
-				t.Errorf("skipped=%v failed=%v, want %v %v", r.skipped, r.failed, tt.skip, tt.failure)
-			}
-		})
-	}
-}
 
 // TestStartPortTaken checks that a port taken between picking and binding is
 // reported as errPortInUse, which Start retries, and not as a failure.

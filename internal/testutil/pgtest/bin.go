@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/tunnelrelay/tunnel/internal/testutil/fixture"
 )
 
 // Environment variables read by this package.
@@ -100,21 +102,14 @@ func RequireTool(t testing.TB, name string) string {
 	return p
 }
 
-// Required reports whether TUNNEL_REQUIRE_POSTGRES asks for missing
-// PostgreSQL to be a failure rather than a skip.
-func Required() bool {
-	v, err := strconv.ParseBool(os.Getenv(EnvRequire))
-	return err == nil && v
-}
+// Required reports whether TUNNEL_REQUIRE_POSTGRES asks for missing PostgreSQL to be a
+// failure rather than a skip.
+func Required() bool { return fixture.Required(EnvRequire) }
 
 // unavailable skips the test, or fails it when PostgreSQL is required.
 func unavailable(t testing.TB, msg string) {
 	t.Helper()
-	if Required() {
-		t.Fatalf("pgtest: %s (%s is set, so this is a failure, not a skip)", msg, EnvRequire)
-		return
-	}
-	t.Skipf("pgtest: %s (set %s=1 to make this a failure)", msg, EnvRequire)
+	fixture.Unavailable(t, "pgtest", EnvRequire, msg)
 }
 
 func missingTools(dir string) []string {

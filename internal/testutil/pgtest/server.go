@@ -9,7 +9,6 @@
 package pgtest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -24,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tunnelrelay/tunnel/internal/testutil/fixture"
 )
 
 // Timeouts and bounds of Start and Stop.
@@ -331,26 +332,8 @@ func serverEnv(home string) []string {
 	return env
 }
 
-// logFrom returns the server log from offset on.
-func (s *Server) logFrom(offset int64) string {
-	b, err := os.ReadFile(s.LogPath())
-	if err != nil || offset > int64(len(b)) {
-		return ""
-	}
-	return string(b[offset:])
-}
+// logFrom returns the server's log from offset on.
+func (s *Server) logFrom(offset int64) string { return fixture.LogFrom(s.LogPath(), offset) }
 
-// logTail returns up to the last n bytes of the server log.
-func (s *Server) logTail(n int) string {
-	b, err := os.ReadFile(s.LogPath())
-	if err != nil {
-		return fmt.Sprintf("(no log: %v)", err)
-	}
-	if len(b) > n {
-		b = b[len(b)-n:]
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			b = b[i+1:]
-		}
-	}
-	return string(b)
-}
+// logTail returns up to the last n bytes of the server's log.
+func (s *Server) logTail(n int) string { return fixture.LogTail(s.LogPath(), n) }
