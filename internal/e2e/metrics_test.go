@@ -127,15 +127,15 @@ func TestMetrics(t *testing.T) {
 		t.Run("server", func(t *testing.T) {
 			metricstest.Lint(t, srvText)
 			f := srv
-			wantValue(t, f, 1, "tunnel_server_agents_connected")
-			wantAtLeast(t, f, 1, "tunnel_server_agent_handshakes_total", "result=ok")
-			wantValue(t, f, 0, "tunnel_server_agent_reconnects_total")
-			wantValue(t, f, float64(len(sizes)), "tunnel_server_sessions_total", "route=echo")
-			wantValue(t, f, float64(total), "tunnel_server_bytes_total", "route=echo", "direction=up")
-			wantValue(t, f, float64(total), "tunnel_server_bytes_total", "route=echo", "direction=down")
-			wantValue(t, f, 0, "tunnel_server_sessions_total", "route=down")
-			wantValue(t, f, 1, "tunnel_server_dial_failures_total", "route=down", "reason=dial_failed")
-			wantValue(t, f, 1, "tunnel_server_dial_failures_total", "route=ghost", "reason=unknown_target")
+			f.Want(t, 1, "tunnel_server_agents_connected")
+			f.WantAtLeast(t, 1, "tunnel_server_agent_handshakes_total", "result=ok")
+			f.Want(t, 0, "tunnel_server_agent_reconnects_total")
+			f.Want(t, float64(len(sizes)), "tunnel_server_sessions_total", "route=echo")
+			f.Want(t, float64(total), "tunnel_server_bytes_total", "route=echo", "direction=up")
+			f.Want(t, float64(total), "tunnel_server_bytes_total", "route=echo", "direction=down")
+			f.Want(t, 0, "tunnel_server_sessions_total", "route=down")
+			f.Want(t, 1, "tunnel_server_dial_failures_total", "route=down", "reason=dial_failed")
+			f.Want(t, 1, "tunnel_server_dial_failures_total", "route=ghost", "reason=unknown_target")
 			if n, err := f.Count("tunnel_server_stream_open_duration_seconds"); err != nil || n < uint64(len(sizes)) {
 				t.Errorf("stream open histogram count %d (%v), want at least %d", n, err, len(sizes))
 			}
@@ -147,13 +147,13 @@ func TestMetrics(t *testing.T) {
 		t.Run("agent", func(t *testing.T) {
 			metricstest.Lint(t, agText)
 			f := ag
-			wantValue(t, f, 1, "tunnel_agent_connected", "transport="+tr.name)
-			wantValue(t, f, 0, "tunnel_agent_reconnects_total")
-			wantValue(t, f, float64(len(sizes)), "tunnel_agent_sessions_total", "target=echo")
-			wantValue(t, f, float64(total), "tunnel_agent_bytes_total", "target=echo", "direction=up")
-			wantValue(t, f, float64(total), "tunnel_agent_bytes_total", "target=echo", "direction=down")
-			wantValue(t, f, 1, "tunnel_agent_dial_failures_total", "target=down", "reason=refused")
-			wantValue(t, f, 0, "tunnel_agent_sessions_total", "target=down")
+			f.Want(t, 1, "tunnel_agent_connected", "transport="+tr.name)
+			f.Want(t, 0, "tunnel_agent_reconnects_total")
+			f.Want(t, float64(len(sizes)), "tunnel_agent_sessions_total", "target=echo")
+			f.Want(t, float64(total), "tunnel_agent_bytes_total", "target=echo", "direction=up")
+			f.Want(t, float64(total), "tunnel_agent_bytes_total", "target=echo", "direction=down")
+			f.Want(t, 1, "tunnel_agent_dial_failures_total", "target=down", "reason=refused")
+			f.Want(t, 0, "tunnel_agent_sessions_total", "target=down")
 			if n, err := f.Count("tunnel_agent_dial_duration_seconds", "target=echo"); err != nil || n != uint64(len(sizes)) {
 				t.Errorf("dial histogram count %d (%v), want %d", n, err, len(sizes))
 			}
@@ -196,28 +196,8 @@ func TestMetricsReconnect(t *testing.T) {
 			return agentSide >= 1 && serverSide >= 1 && connected == 1
 		})
 		srv, _ := metricstest.Scrape(t, srvURL, metricsToken)
-		wantAtLeast(t, srv, 2, "tunnel_server_agent_handshakes_total", "result=ok")
+		srv.WantAtLeast(t, 2, "tunnel_server_agent_handshakes_total", "result=ok")
 	})
-}
-
-func wantValue(t *testing.T, f metricstest.Families, want float64, name string, labels ...string) {
-	t.Helper()
-	got, err := f.Value(name, labels...)
-	if err != nil {
-		t.Error(err)
-	} else if got != want {
-		t.Errorf("%s%v = %v, want %v", name, labels, got, want)
-	}
-}
-
-func wantAtLeast(t *testing.T, f metricstest.Families, min float64, name string, labels ...string) {
-	t.Helper()
-	got, err := f.Value(name, labels...)
-	if err != nil {
-		t.Error(err)
-	} else if got < min {
-		t.Errorf("%s%v = %v, want at least %v", name, labels, got, min)
-	}
 }
 
 // TestBinariesMetrics: tunnel-server run serves /metrics on its admin
@@ -259,10 +239,10 @@ func TestBinariesMetrics(t *testing.T) {
 	}
 	srv, text := metricstest.Scrape(t, srvURL, strings.TrimSpace(string(token)))
 	metricstest.Lint(t, text)
-	wantValue(t, srv, 1, "tunnel_server_agents_connected")
-	wantAtLeast(t, srv, 1, "tunnel_server_sessions_total", "route=echo")
-	wantAtLeast(t, srv, 50_000, "tunnel_server_bytes_total", "route=echo", "direction=up")
-	wantValue(t, srv, 1, "tunnel_server_build_info", "version=dev")
+	srv.Want(t, 1, "tunnel_server_agents_connected")
+	srv.WantAtLeast(t, 1, "tunnel_server_sessions_total", "route=echo")
+	srv.WantAtLeast(t, 50_000, "tunnel_server_bytes_total", "route=echo", "direction=up")
+	srv.Want(t, 1, "tunnel_server_build_info", "version=dev")
 
 	ag, text := metricstest.Scrape(t, "http://"+agentMetrics+metrics.Path, "")
 	metricstest.Lint(t, text)
@@ -271,6 +251,6 @@ func TestBinariesMetrics(t *testing.T) {
 	if tlsUp+quicUp != 1 {
 		t.Errorf("tunnel_agent_connected: tls %v, quic %v; want one of them 1", tlsUp, quicUp)
 	}
-	wantAtLeast(t, ag, 1, "tunnel_agent_sessions_total", "target=echo")
-	wantAtLeast(t, ag, 50_000, "tunnel_agent_bytes_total", "target=echo", "direction=down")
+	ag.WantAtLeast(t, 1, "tunnel_agent_sessions_total", "target=echo")
+	ag.WantAtLeast(t, 50_000, "tunnel_agent_bytes_total", "target=echo", "direction=down")
 }

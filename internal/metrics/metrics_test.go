@@ -41,28 +41,6 @@ func gather(t *testing.T, reg prometheus.Gatherer) (metricstest.Families, string
 	return metricstest.Parse(t, b.String()), b.String()
 }
 
-// want checks the value of a counter or gauge series.
-func want(t *testing.T, f metricstest.Families, v float64, name string, labels ...string) {
-	t.Helper()
-	got, err := f.Value(name, labels...)
-	if err != nil {
-		t.Error(err)
-	} else if got != v {
-		t.Errorf("%s%v = %v, want %v", name, labels, got, v)
-	}
-}
-
-// wantCount checks the sample count of a histogram series.
-func wantCount(t *testing.T, f metricstest.Families, n uint64, name string, labels ...string) {
-	t.Helper()
-	got, err := f.Count(name, labels...)
-	if err != nil {
-		t.Error(err)
-	} else if got != n {
-		t.Errorf("%s%v count = %d, want %d", name, labels, got, n)
-	}
-}
-
 func TestServerMetrics(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex
@@ -88,26 +66,26 @@ func TestServerMetrics(t *testing.T) {
 
 	f, text := gather(t, reg)
 	metricstest.Lint(t, text)
-	want(t, f, 2, "tunnel_server_agents_connected")
-	want(t, f, 3, "tunnel_server_agent_handshakes_total", "result=ok")
-	want(t, f, 1, "tunnel_server_agent_handshakes_total", "result=probe")
-	want(t, f, 2, "tunnel_server_agent_handshakes_total", "result=key_mismatch")
+	f.Want(t, 2, "tunnel_server_agents_connected")
+	f.Want(t, 3, "tunnel_server_agent_handshakes_total", "result=ok")
+	f.Want(t, 1, "tunnel_server_agent_handshakes_total", "result=probe")
+	f.Want(t, 2, "tunnel_server_agent_handshakes_total", "result=key_mismatch")
 	// Every result is there from the start, so rate() works from the
 	// first refusal on.
-	want(t, f, 0, "tunnel_server_agent_handshakes_total", "result=failed")
-	want(t, f, 0, "tunnel_server_agent_handshakes_total", "result=agent_disabled")
-	want(t, f, 1, "tunnel_server_agent_reconnects_total")
-	want(t, f, 1, "tunnel_server_dial_failures_total", "route=pg", "reason=dial_failed")
-	want(t, f, 1, "tunnel_server_dial_failures_total", "route=pg", "reason=timeout")
-	want(t, f, 1, "tunnel_server_dial_failures_total", "route=", "reason=unknown_route")
-	want(t, f, 1, "tunnel_server_sessions_active", "route=pg")
-	want(t, f, 3, "tunnel_server_sessions_total", "route=pg")
-	want(t, f, 100, "tunnel_server_bytes_total", "route=pg", "direction=up")
-	want(t, f, 2000, "tunnel_server_bytes_total", "route=pg", "direction=down")
-	want(t, f, 0, "tunnel_server_sessions_total", "route=idle")
-	want(t, f, 1, "tunnel_server_build_info", "version=1.2.3")
-	wantCount(t, f, 1, "tunnel_server_stream_open_duration_seconds")
-	wantCount(t, f, 2, "tunnel_server_heartbeat_rtt_seconds")
+	f.Want(t, 0, "tunnel_server_agent_handshakes_total", "result=failed")
+	f.Want(t, 0, "tunnel_server_agent_handshakes_total", "result=agent_disabled")
+	f.Want(t, 1, "tunnel_server_agent_reconnects_total")
+	f.Want(t, 1, "tunnel_server_dial_failures_total", "route=pg", "reason=dial_failed")
+	f.Want(t, 1, "tunnel_server_dial_failures_total", "route=pg", "reason=timeout")
+	f.Want(t, 1, "tunnel_server_dial_failures_total", "route=", "reason=unknown_route")
+	f.Want(t, 1, "tunnel_server_sessions_active", "route=pg")
+	f.Want(t, 3, "tunnel_server_sessions_total", "route=pg")
+	f.Want(t, 100, "tunnel_server_bytes_total", "route=pg", "direction=up")
+	f.Want(t, 2000, "tunnel_server_bytes_total", "route=pg", "direction=down")
+	f.Want(t, 0, "tunnel_server_sessions_total", "route=idle")
+	f.Want(t, 1, "tunnel_server_build_info", "version=1.2.3")
+	f.WantCount(t, 1, "tunnel_server_stream_open_duration_seconds")
+	f.WantCount(t, 2, "tunnel_server_heartbeat_rtt_seconds")
 	for _, name := range []string{"go_goroutines", "process_cpu_seconds_total"} {
 		if f.Type(name) == "" {
 			t.Errorf("no %s: the Go and process collectors are missing", name)
@@ -137,13 +115,13 @@ func TestRegistriesAreSeparate(t *testing.T) {
 	a1.Connected("quic")
 	f1, _ := gather(t, r1)
 	f2, _ := gather(t, r2)
-	want(t, f1, 1, "tunnel_server_agents_connected")
-	want(t, f2, 2, "tunnel_server_agents_connected")
-	want(t, f1, 1, "tunnel_server_agent_handshakes_total", "result=failed")
-	want(t, f2, 0, "tunnel_server_agent_handshakes_total", "result=failed")
-	want(t, f1, 1, "tunnel_agent_connected", "transport=quic")
-	want(t, f2, 0, "tunnel_agent_connected", "transport=quic")
-	want(t, f1, 1, "tunnel_server_build_info", "version=unknown")
+	f1.Want(t, 1, "tunnel_server_agents_connected")
+	f2.Want(t, 2, "tunnel_server_agents_connected")
+	f1.Want(t, 1, "tunnel_server_agent_handshakes_total", "result=failed")
+	f2.Want(t, 0, "tunnel_server_agent_handshakes_total", "result=failed")
+	f1.Want(t, 1, "tunnel_agent_connected", "transport=quic")
+	f2.Want(t, 0, "tunnel_agent_connected", "transport=quic")
+	f1.Want(t, 1, "tunnel_server_build_info", "version=unknown")
 }
 
 func TestAgentMetrics(t *testing.T) {
@@ -153,23 +131,23 @@ func TestAgentMetrics(t *testing.T) {
 
 	f, text := gather(t, reg)
 	metricstest.Lint(t, text)
-	want(t, f, 0, "tunnel_agent_connected", "transport=tls")
-	want(t, f, 0, "tunnel_agent_connected", "transport=quic")
-	want(t, f, 0, "tunnel_agent_sessions_total", "target=idle")
+	f.Want(t, 0, "tunnel_agent_connected", "transport=tls")
+	f.Want(t, 0, "tunnel_agent_connected", "transport=quic")
+	f.Want(t, 0, "tunnel_agent_sessions_total", "target=idle")
 
 	m.Connected("tls")
 	f, _ = gather(t, reg)
-	want(t, f, 1, "tunnel_agent_connected", "transport=tls")
-	want(t, f, 0, "tunnel_agent_reconnects_total")
+	f.Want(t, 1, "tunnel_agent_connected", "transport=tls")
+	f.Want(t, 0, "tunnel_agent_reconnects_total")
 	m.Disconnected()
 	m.Connected("quic")
 	f, _ = gather(t, reg)
-	want(t, f, 0, "tunnel_agent_connected", "transport=tls")
-	want(t, f, 1, "tunnel_agent_connected", "transport=quic")
-	want(t, f, 1, "tunnel_agent_reconnects_total")
+	f.Want(t, 0, "tunnel_agent_connected", "transport=tls")
+	f.Want(t, 1, "tunnel_agent_connected", "transport=quic")
+	f.Want(t, 1, "tunnel_agent_reconnects_total")
 	m.Disconnected()
 	f, _ = gather(t, reg)
-	want(t, f, 0, "tunnel_agent_connected", "transport=quic")
+	f.Want(t, 0, "tunnel_agent_connected", "transport=quic")
 
 	// Bytes of a live session count at once, and exactly once after it
 	// ends.
@@ -179,22 +157,22 @@ func TestAgentMetrics(t *testing.T) {
 	s1.Counters.BToA.Add(1000)
 	s2.Counters.AToB.Add(5)
 	f, _ = gather(t, reg)
-	want(t, f, 2, "tunnel_agent_sessions_active", "target=pg")
-	want(t, f, 2, "tunnel_agent_sessions_total", "target=pg")
-	want(t, f, 15, "tunnel_agent_bytes_total", "target=pg", "direction=up")
-	want(t, f, 1000, "tunnel_agent_bytes_total", "target=pg", "direction=down")
+	f.Want(t, 2, "tunnel_agent_sessions_active", "target=pg")
+	f.Want(t, 2, "tunnel_agent_sessions_total", "target=pg")
+	f.Want(t, 15, "tunnel_agent_bytes_total", "target=pg", "direction=up")
+	f.Want(t, 1000, "tunnel_agent_bytes_total", "target=pg", "direction=down")
 	s1.End()
 	s1.End()
 	s2.Counters.AToB.Add(5)
 	f, _ = gather(t, reg)
-	want(t, f, 1, "tunnel_agent_sessions_active", "target=pg")
-	want(t, f, 2, "tunnel_agent_sessions_total", "target=pg")
-	want(t, f, 20, "tunnel_agent_bytes_total", "target=pg", "direction=up")
-	want(t, f, 1000, "tunnel_agent_bytes_total", "target=pg", "direction=down")
+	f.Want(t, 1, "tunnel_agent_sessions_active", "target=pg")
+	f.Want(t, 2, "tunnel_agent_sessions_total", "target=pg")
+	f.Want(t, 20, "tunnel_agent_bytes_total", "target=pg", "direction=up")
+	f.Want(t, 1000, "tunnel_agent_bytes_total", "target=pg", "direction=down")
 	s2.End()
 	f, _ = gather(t, reg)
-	want(t, f, 0, "tunnel_agent_sessions_active", "target=pg")
-	want(t, f, 20, "tunnel_agent_bytes_total", "target=pg", "direction=up")
+	f.Want(t, 0, "tunnel_agent_sessions_active", "target=pg")
+	f.Want(t, 20, "tunnel_agent_bytes_total", "target=pg", "direction=up")
 
 	m.DialFailed("pg", ReasonRefused)
 	m.DialFailed("", ReasonUnknownTarget)
@@ -202,11 +180,11 @@ func TestAgentMetrics(t *testing.T) {
 	m.HeartbeatRTT(time.Millisecond)
 	f, text = gather(t, reg)
 	metricstest.Lint(t, text)
-	want(t, f, 1, "tunnel_agent_dial_failures_total", "target=pg", "reason=refused")
-	want(t, f, 1, "tunnel_agent_dial_failures_total", "target=", "reason=unknown_target")
-	wantCount(t, f, 1, "tunnel_agent_dial_duration_seconds", "target=pg")
-	wantCount(t, f, 1, "tunnel_agent_heartbeat_rtt_seconds")
-	want(t, f, 1, "tunnel_agent_build_info", "version=1.2.3")
+	f.Want(t, 1, "tunnel_agent_dial_failures_total", "target=pg", "reason=refused")
+	f.Want(t, 1, "tunnel_agent_dial_failures_total", "target=", "reason=unknown_target")
+	f.WantCount(t, 1, "tunnel_agent_dial_duration_seconds", "target=pg")
+	f.WantCount(t, 1, "tunnel_agent_heartbeat_rtt_seconds")
+	f.Want(t, 1, "tunnel_agent_build_info", "version=1.2.3")
 }
 
 // TestAgentBytesMonotonic: scrapes racing with sessions that move bytes
@@ -246,8 +224,8 @@ func TestAgentBytesMonotonic(t *testing.T) {
 		last = v
 	}
 	f, _ := gather(t, reg)
-	want(t, f, 4*200*7, "tunnel_agent_bytes_total", "target=pg", "direction=down")
-	want(t, f, 4*200, "tunnel_agent_sessions_total", "target=pg")
+	f.Want(t, 4*200*7, "tunnel_agent_bytes_total", "target=pg", "direction=down")
+	f.Want(t, 4*200, "tunnel_agent_sessions_total", "target=pg")
 }
 
 func TestDialReason(t *testing.T) {
@@ -283,7 +261,7 @@ func TestServe(t *testing.T) {
 
 	f, text := metricstest.Scrape(t, base+Path, "")
 	metricstest.Lint(t, text)
-	want(t, f, 0, "tunnel_agent_sessions_total", "target=pg")
+	f.Want(t, 0, "tunnel_agent_sessions_total", "target=pg")
 	if code, _ := metricstest.Get(t, base+"/", ""); code != http.StatusNotFound {
 		t.Errorf("GET /: status %d, want 404", code)
 	}

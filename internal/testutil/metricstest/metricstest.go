@@ -158,3 +158,36 @@ func (f Families) Type(name string) string {
 	}
 	return ""
 }
+
+// Want checks the value of a counter or gauge series.
+func (f Families) Want(t testing.TB, want float64, name string, labels ...string) {
+	t.Helper()
+	got, err := f.Value(name, labels...)
+	if err != nil {
+		t.Error(err)
+	} else if got != want {
+		t.Errorf("%s%v = %v, want %v", name, labels, got, want)
+	}
+}
+
+// WantAtLeast checks that a counter or gauge series is at least min.
+func (f Families) WantAtLeast(t testing.TB, min float64, name string, labels ...string) {
+	t.Helper()
+	got, err := f.Value(name, labels...)
+	if err != nil {
+		t.Error(err)
+	} else if got < min {
+		t.Errorf("%s%v = %v, want at least %v", name, labels, got, min)
+	}
+}
+
+// WantCount checks the sample count of a histogram series.
+func (f Families) WantCount(t testing.TB, n uint64, name string, labels ...string) {
+	t.Helper()
+	got, err := f.Count(name, labels...)
+	if err != nil {
+		t.Error(err)
+	} else if got != n {
+		t.Errorf("%s%v count = %d, want %d", name, labels, got, n)
+	}
+}
