@@ -374,14 +374,6 @@ func (a *Agent) connectOver(ctx context.Context, transport string, probe bool, f
 }
 
 func (a *Agent) hello(ctx context.Context, sess mux.Session, probe bool, fallback string) (*conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, a.opt.HandshakeTimeout)
-	defer cancel()
-	ctl, err := sess.OpenStream(ctx)
-	if err != nil {
-		return nil, err
-	}
-	stop := mux.BindDeadline(ctx, ctl)
-	defer stop()
 	hello := &proto.Hello{
 		Version:      proto.Version,
 		AgentVersion: a.opt.Version,
@@ -390,35 +382,65 @@ func (a *Agent) hello(ctx context.Context, sess mux.Session, probe bool, fallbac
 		Probe:        probe,
 		Fallback:     fallback,
 	}
-	if err := proto.WriteJSON(ctl, proto.FrameHello, hello); err != nil {
-		return nil, fmt.Errorf("send hello: %w", err)
-	}
-	t, p, err := proto.ReadFrame(ctl, a.opt.MaxHeaderSize)
+	ctl, err := a.firstExchange(ctx, sess, proto.FrameHello, hello, proto.FrameWelcome, "hello")
 	if err != nil {
-		return nil, fmt.Errorf("no answer to hello: %w", err)
+		return nil, err
 	}
-	c := &conn{a: a, sess: sess, ctl: ctl, fallback: fallback, reconnect: make(chan string, 1),
+	c := &conn{a: a, sess: sess, ctl: ctl.stream, fallback: fallback, reconnect: make(chan string, 1),
 		rotate: make(chan struct{}, 1), keyReply: make(chan proto.KeyAccepted, 1)}
-	switch t {
-	case proto.FrameWelcome:
-		if err := proto.DecodeJSON(t, p, &c.welcome); err != nil {
-			return nil, err
+	if err := proto.DecodeJSON(proto.FrameWelcome, ctl.answer, &c.welcome); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// answered is a control stream and the payload of the server's answer.
+type answered struct {
+	stream mux.Stream
+	answer []byte
+}
+
+// firstExchange opens the control stream of sess, sends v as frame t and
+// reads the server's answer, all within the handshake timeout. The answer
+// must be a frame of type want (its payload is returned, the stream's
+// deadline cleared) or a Refuse, returned as a *proto.Refuse error. what
+// names the request in errors.
+func (a *Agent) firstExchange(ctx context.Context, sess mux.Session, t proto.FrameType, v any, want proto.FrameType, what string) (*answered, error) {
+	ctx, cancel := context.WithTimeout(ctx, a.opt.HandshakeTimeout)
+	defer cancel()
+	ctl, err := sess.OpenStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	stop := mux.BindDeadline(ctx, ctl)
+	defer stop()
+	if err := proto.WriteJSON(ctl, t, v); err != nil {
+		return nil, fmt.Errorf("send %s: %w", what, err)
+	}
+	got, p, err := proto.ReadFrame(ctl, a.opt.MaxHeaderSize)
+	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (no answer within %v)", err, a.opt.HandshakeTimeout)
 		}
+		return nil, fmt.Errorf("no answer to %s: %w", what, err)
+	}
+	switch got {
+	case want:
 	case proto.FrameRefuse:
 		var ref proto.Refuse
-		if err := proto.DecodeJSON(t, p, &ref); err != nil {
+		if err := proto.DecodeJSON(got, p, &ref); err != nil {
 			return nil, err
 		}
 		return nil, &ref
 	default:
-		return nil, fmt.Errorf("%w: %s in answer to hello", proto.ErrUnexpected, t)
+		return nil, fmt.Errorf("%w: %s in answer to %s", proto.ErrUnexpected, got, what)
 	}
 	if !stop() {
 		// The timeout fired just now and has set a past deadline.
-		return nil, fmt.Errorf("no answer to hello: %w", ctx.Err())
+		return nil, fmt.Errorf("no answer to %s: %w", what, ctx.Err())
 	}
 	ctl.SetDeadline(time.Time{})
-	return c, nil
+	return &answered{stream: ctl, answer: p}, nil
 }
 
 // serve answers heartbeats and data streams until the connection ends, and

@@ -3,10 +3,8 @@ package agent
 import (
 	"context"
 	"crypto/x509"
-	"fmt"
 
 	"github.com/tunnelrelay/tunnel/internal/proto"
-	"github.com/tunnelrelay/tunnel/pkg/mux"
 )
 
 // Enrollment is what the server said to an enrolling agent.
@@ -32,42 +30,18 @@ func (a *Agent) Enroll(ctx context.Context, token string) (*Enrollment, error) {
 		return nil, err
 	}
 	defer sess.Close()
-	ctx, cancel := context.WithTimeout(ctx, a.opt.HandshakeTimeout)
-	defer cancel()
-	ctl, err := sess.OpenStream(ctx)
+	e := &proto.Enroll{Version: proto.Version, AgentVersion: a.opt.Version, Token: token}
+	res, err := a.firstExchange(ctx, sess, proto.FrameEnroll, e, proto.FrameEnrolled, "enrollment")
 	if err != nil {
 		return nil, err
 	}
-	stop := mux.BindDeadline(ctx, ctl)
-	defer stop()
-	e := &proto.Enroll{Version: proto.Version, AgentVersion: a.opt.Version, Token: token}
-	if err := proto.WriteJSON(ctl, proto.FrameEnroll, e); err != nil {
-		return nil, fmt.Errorf("send enrollment: %w", err)
+	var ok proto.Enrolled
+	if err := proto.DecodeJSON(proto.FrameEnrolled, res.answer, &ok); err != nil {
+		return nil, err
 	}
-	t, p, err := proto.ReadFrame(ctl, a.opt.MaxHeaderSize)
-	if err != nil {
-		if ctx.Err() != nil {
-			err = fmt.Errorf("%w (no answer within %v)", err, a.opt.HandshakeTimeout)
-		}
-		return nil, fmt.Errorf("no answer to enrollment: %w", err)
-	}
-	switch t {
-	case proto.FrameEnrolled:
-		var ok proto.Enrolled
-		if err := proto.DecodeJSON(t, p, &ok); err != nil {
-			return nil, err
-		}
-		chain := sess.ConnectionState().PeerCertificates
-		// Hang up at once: the server waits for it before it closes.
-		sess.Close()
-		a.log.Debug("enrolled", "agent", ok.Agent, "fingerprint", ok.Fingerprint)
-		return &Enrollment{Agent: ok.Agent, Fingerprint: ok.Fingerprint, ServerChain: chain}, nil
-	case proto.FrameRefuse:
-		var ref proto.Refuse
-		if err := proto.DecodeJSON(t, p, &ref); err != nil {
-			return nil, err
-		}
-		return nil, &ref
-	}
-	return nil, fmt.Errorf("%w: %s in answer to enrollment", proto.ErrUnexpected, t)
+	chain := sess.ConnectionState().PeerCertificates
+	// Hang up at once: the server waits for it before it closes.
+	sess.Close()
+	a.log.Debug("enrolled", "agent", ok.Agent, "fingerprint", ok.Fingerprint)
+	return &Enrollment{Agent: ok.Agent, Fingerprint: ok.Fingerprint, ServerChain: chain}, nil
 }
