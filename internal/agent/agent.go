@@ -162,6 +162,10 @@ type Agent struct {
 	active   atomic.Int64 // open sessions
 	rotating atomic.Bool  // a key rotation is under way
 
+	// bg runs the connections left for a new one while they serve their
+	// last sessions; Run waits for it.
+	bg sync.WaitGroup
+
 	// Where transport "auto" stands; see transport.go.
 	fallbackMu sync.Mutex
 	fallback   fallback
@@ -210,6 +214,7 @@ func New(opt Options) (*Agent, error) {
 // whenever the connection fails or ends, until ctx is done (it returns nil)
 // or the server refuses the agent for good (it returns the *proto.Refuse).
 func (a *Agent) Run(ctx context.Context) error {
+	defer a.bg.Wait()
 	a.logProxy()
 	attempt := 0
 	var quickUntil time.Time // the server is restarting: retry often until then
@@ -590,20 +595,28 @@ loop:
 		finish()
 		return nil, err
 	}
-	// Moved to a new connection: sessions that the server started on this
-	// one just before it learned of the new one finish here. The server
-	// closes this connection once they are done; until then it keeps
-	// serving, in the background, for at most a half-close timeout more.
-	go func() {
-		bound := time.NewTimer(c.a.opt.HalfCloseTimeout + 5*time.Second)
-		select {
-		case <-c.sess.Done():
-		case <-bound.C:
-		case <-ctx.Done():
+	// Moved to a new connection: the sessions on this one finish here,
+	// however long they last. The server closes it once they are done;
+	// it also ends when nothing arrives on it for the heartbeat timeout
+	// (the server keeps pinging it) or when the agent stops.
+	c.a.bg.Go(func() {
+		defer finish()
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-c.sess.Done():
+				return
+			case <-ctx.Done():
+				return
+			case now := <-tick.C:
+				if watch.Idle(now) >= timeout {
+					c.a.log.Warn("the previous connection fell silent; closing it and its sessions")
+					return
+				}
+			}
 		}
-		bound.Stop()
-		finish()
-	}()
+	})
 	return next, err
 }
 

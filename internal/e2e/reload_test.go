@@ -63,12 +63,16 @@ func TestAgentReloadTargets(t *testing.T) {
 }
 
 // TestAgentMovesConnection: a new credential moves the agent to a new
-// connection; a session in flight on the old one finishes there, and new
-// sessions use the new one.
+// connection; a session in flight on the old one finishes there, however
+// long it lasts, and new sessions use the new one.
 func TestAgentMovesConnection(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, tr transport) {
 		e := newEnv(t, tr, testServerOptions())
-		a := e.agent("acme", "echo="+tcptest.Echo(t))
+		cfg := harness.AgentConfig{Name: "acme", Options: testAgentOptions()}
+		// A short half-close bound, which must not bound the old
+		// connection's life.
+		cfg.Options.HalfCloseTimeout = time.Second
+		a := e.agentWith(cfg, "echo="+tcptest.Echo(t))
 		e.online("acme")
 		route := e.route("echo", "acme", "echo")
 		since := *e.agentView("acme").Since
@@ -81,6 +85,12 @@ func TestAgentMovesConnection(t *testing.T) {
 			return v.Online && v.Since.After(since)
 		})
 		echoWorks(t, route)
+		// Well past any bound derived from the half-close timeout.
+		mid := busy.echoed.Load()
+		time.Sleep(cfg.Options.HalfCloseTimeout + 6*time.Second)
+		if busy.echoed.Load() == mid {
+			t.Fatal("the session on the old connection stopped moving")
+		}
 		if n := busy.stop(t); n == 0 {
 			t.Fatal("the session in flight echoed nothing")
 		}
