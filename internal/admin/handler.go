@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tunnelrelay/tunnel/internal/store"
+	"github.com/tunnelrelay/tunnel/pkg/auth"
 )
 
 // maxBody bounds a request body.
@@ -107,10 +107,9 @@ func noEndpoint(mux *http.ServeMux) http.Handler {
 // form's POST included; accepting it for reads only means a cookie can
 // never change anything, so no request forged by another site can.
 func requireToken(token string, next http.Handler) http.Handler {
-	want := []byte("Bearer " + token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		ok := subtle.ConstantTimeCompare(got, want) == 1
+		bearer, isBearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		ok := isBearer && auth.TokenEqual(bearer, token)
 		if !ok && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 			if c, err := r.Cookie(cookieName); err == nil {
 				ok = cookieOK(token, c.Value, time.Now())

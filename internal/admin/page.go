@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tunnelrelay/tunnel/internal/logging"
+	"github.com/tunnelrelay/tunnel/pkg/auth"
 )
 
 // The status page: static files that carry no data, and a login that
@@ -114,7 +115,7 @@ func (p *statusPage) serve(w http.ResponseWriter, r *http.Request, name string) 
 func (p *statusPage) login(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxLoginBody)
 	got := strings.TrimSpace(r.PostFormValue("token"))
-	if !p.tokenOK(got) {
+	if !auth.TokenEqual(got, p.token) {
 		p.log.Warn("status page login refused: wrong admin token", logging.KeyClient, r.RemoteAddr)
 		writeError(w, http.StatusUnauthorized, "wrong admin token")
 		return
@@ -129,16 +130,6 @@ func (p *statusPage) login(w http.ResponseWriter, r *http.Request) {
 	})
 	p.log.Info("status page login", logging.KeyClient, r.RemoteAddr)
 	http.Redirect(w, r, "/", http.StatusSeeOther)
-}
-
-// tokenOK compares hashes, so the time taken says nothing about the
-// token, its length included.
-func (p *statusPage) tokenOK(got string) bool {
-	if p.token == "" || got == "" {
-		return false
-	}
-	a, b := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(p.token))
-	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
 }
 
 func (p *statusPage) logout(w http.ResponseWriter, r *http.Request) {

@@ -58,9 +58,16 @@ func (p ProxyURL) MarshalJSON() ([]byte, error) { return json.Marshal(p.String()
 func (p ProxyURL) LogValue() slog.Value { return slog.StringValue(p.String()) }
 
 // redactProxyURL returns s with the password of its user info replaced by
-// "xxxxx"; a value that does not parse but may hold user info is redacted
-// whole.
+// "xxxxx". A value without "://" but with "@" (user:password@host:port,
+// which url takes for a scheme and opaque text) or one that does not parse
+// is redacted whole when it may hold user info.
 func redactProxyURL(s string) string {
+	if !strings.Contains(s, "://") {
+		if strings.Contains(s, "@") {
+			return redacted
+		}
+		return s
+	}
 	u, err := url.Parse(s)
 	if err != nil {
 		if strings.Contains(s, "@") {
@@ -201,19 +208,13 @@ func parseProxyURL(s string, bare bool) (*url.URL, string) {
 }
 
 // shownProxyURL is how a proxy URL appears in a message: quoted, with the
-// password redacted; empty when it does not parse.
+// password redacted; empty when only a redaction of the whole would do.
 func shownProxyURL(s string) string {
-	if !strings.Contains(s, "://") {
-		if strings.Contains(s, "@") {
-			return "" // user:password@host:port, which url would take for a scheme
-		}
-		return quote(s)
-	}
-	u, err := url.Parse(s)
-	if err != nil {
+	shown := redactProxyURL(s)
+	if shown == redacted {
 		return ""
 	}
-	return quote(u.Redacted())
+	return quote(shown)
 }
 
 // validateProxy checks server.proxy, and that the transport can pass it.

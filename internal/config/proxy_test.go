@@ -198,4 +198,12 @@ func TestProxyNeverShown(t *testing.T) {
 	if got := c.Server.Proxy.String(); got != "http://alice:xxxxx@proxy.corp:3128" {
 		t.Errorf("String() = %q", got)
 	}
+	// Without a scheme, url.Parse takes "alice" for one and the rest for
+	// opaque text, which its Redacted leaves alone.
+	bare := ProxyURL("alice:" + proxyPassword + "@proxy.corp:3128")
+	for how, s := range renderings(t, bare) {
+		if strings.Contains(s, proxyPassword) {
+			t.Errorf("a proxy URL without a scheme: %s shows the password:\n%s", how, s)
+		}
+	}
 }

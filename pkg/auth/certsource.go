@@ -3,28 +3,16 @@ package auth
 import (
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"sync/atomic"
 )
 
 // CertSource holds a server certificate that can be replaced while
 // listeners use it, as when a renewed certificate is loaded on SIGHUP:
-// handshakes after Set present the new one, connections already made keep
+// handshakes after Store present the new one, connections already made keep
 // theirs. Install it with [CertSource.Install]. The zero value holds no
 // certificate.
 type CertSource struct {
 	cur atomic.Pointer[tls.Certificate]
-}
-
-// Set parses a PEM certificate chain and key and makes them current. On an
-// error the current certificate stays.
-func (s *CertSource) Set(certPEM, keyPEM []byte) error {
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		return fmt.Errorf("certificate: %w", err)
-	}
-	s.Store(&cert)
-	return nil
 }
 
 // Store makes cert current.

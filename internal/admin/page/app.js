@@ -52,6 +52,9 @@
         unreachable(e);
       }
     } finally {
+      // Another refresh (a login, say) may have run meanwhile and set its
+      // own timer: one poll loop only.
+      clearTimeout(timer);
       timer = setTimeout(refresh, REFRESH_MS);
     }
   }
