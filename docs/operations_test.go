@@ -43,7 +43,7 @@ const operationsFile = "OPERATIONS.md"
 var placeholders = []string{
 	"NAME", "AGENT", "ROUTE", "TARGET", "ADDR", "HOST", "FILE", "PATH", "DIR",
 	"KEY", "VALUE", "VAR", "N", "M", "DURATION", "TIME", "ERR", "REASON", "FP",
-	"STATUS", "URL", "METHOD", "TYPE", "MODE", "STEP", "CHAR", "KIND",
+	"STATUS", "URL", "METHOD", "TYPE", "MODE", "STEP", "CHAR", "KIND", "REQUEST",
 }
 
 // wild stands for a placeholder, a format verb or a value computed at run

@@ -42,7 +42,7 @@ token as the CLI does ("Authorization: Bearer TOKEN") or the status page's
 cookie; docs/METRICS.md lists them, docs/API.md describes the JSON API.
 
 On SIGHUP it re-reads the config file and the certificates it names:
-server.cert/key and postgres.cert/key are used for handshakes from then on,
+server.cert/key, server.ca and postgres.cert/key are used from then on,
 and limits.max_sessions_per_agent, limits.open_timeout and
 limits.drain_timeout apply to what starts after. Agents and sessions stay
 connected. Other changes need a restart; the log says which. A config that
@@ -249,8 +249,8 @@ func listenAdmin(a config.AdminSection) (net.Listener, error) {
 type serverCerts struct {
 	agents   auth.CertSource // server.cert and the CA, to agents
 	postgres auth.CertSource // postgres.cert, or server.cert, to PostgreSQL clients
-	// caFingerprint is that of server.ca, read at each load; the server
-	// hands out the one current at start.
+	// caFingerprint is that of server.ca, read at each load, for
+	// enrollment tokens.
 	caFingerprint string
 }
 
@@ -308,6 +308,7 @@ func reloadServer(cur *config.Server, srv *server.Server, certs *serverCerts, lo
 		return cur
 	}
 	srv.SetLimits(next.Limits.MaxSessionsPerAgent, next.Limits.OpenTimeout.Duration)
+	srv.SetCAFingerprint(certs.caFingerprint)
 	log.Info("config reloaded", "config", cur.Path, "max_sessions_per_agent", next.Limits.MaxSessionsPerAgent,
 		"open_timeout", next.Limits.OpenTimeout.Duration, "drain_timeout", next.Limits.DrainTimeout.Duration)
 	if keys := serverRestartNeeded(cur, next); len(keys) > 0 {

@@ -69,6 +69,34 @@ func TestBinariesReloadAndDrain(t *testing.T) {
 	if r := run(t, "tunnel-agent", "check", "--config", c.agentCfg); r.code != 0 {
 		t.Fatalf("check after the certificate renewal: %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
+	// A lower session limit applies to sessions that start after the
+	// reload; a file that does not load changes nothing; the original
+	// file back, and the limit is lifted again.
+	orig, err := os.ReadFile(c.serverCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setServerKey(t, c.serverCfg, "max_sessions_per_agent", "1")
+	c.server.cmd.Process.Signal(syscall.SIGHUP)
+	c.server.log.waitFor(t, 5*time.Second, "config reloaded", "max_sessions_per_agent=1 ")
+	overLimit, err := net.Dial("tcp", twoRoute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer overLimit.Close()
+	overLimit.Write([]byte("x"))
+	expectClosed(t, overLimit, 5*time.Second)
+	c.server.log.waitFor(t, time.Second, "session refused", "at the server's limit of 1 open sessions")
+	appendFile(t, c.serverCfg, "\nnonsense = 1\n")
+	c.server.cmd.Process.Signal(syscall.SIGHUP)
+	c.server.log.waitFor(t, 5*time.Second, "reload failed; the running config stays in effect", "nonsense")
+	if err := os.WriteFile(c.serverCfg, orig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.server.cmd.Process.Signal(syscall.SIGHUP)
+	c.server.log.waitForNth(t, 5*time.Second, 3, "config reloaded")
+	exchangeWithin(t, twoRoute, 5*time.Second)
+
 	if n := strings.Count(c.agent.log.String(), "connected to server"); n != 1 {
 		t.Errorf("the agent connected %d times, want once: reloads must keep the connection", n)
 	}

@@ -64,7 +64,7 @@ func (s *Server) IssueEnrollToken(ctx context.Context, name string, req admin.En
 		Token:         tok.Reveal(),
 		TokenID:       tok.ID,
 		Expires:       now.Add(ttl),
-		CAFingerprint: s.opt.CAFingerprint,
+		CAFingerprint: *s.caFingerprint.Load(),
 		Created:       created,
 	}, nil
 }

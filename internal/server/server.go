@@ -125,11 +125,13 @@ type Server struct {
 	wg     sync.WaitGroup // accept loop, agent connections, route retries
 
 	nextSession atomic.Uint64
-	dialing     atomic.Int64       // Dial calls under way
-	maxPerAgent atomic.Int64       // Options.MaxSessionsPerAgent, as changed by SetLimits
-	openTimeout atomic.Int64       // Options.OpenTimeout in ns, as changed by SetLimits
-	cancels     dbproxy.CancelKeys // PostgreSQL cancel keys, shared by every route
-	enrollFails failLimiter        // failed enrollment attempts by peer address
+	dialing     atomic.Int64 // Dial calls under way
+	// caFingerprint is Options.CAFingerprint, as changed by SetCAFingerprint.
+	caFingerprint atomic.Pointer[string]
+	maxPerAgent   atomic.Int64       // Options.MaxSessionsPerAgent, as changed by SetLimits
+	openTimeout   atomic.Int64       // Options.OpenTimeout in ns, as changed by SetLimits
+	cancels       dbproxy.CancelKeys // PostgreSQL cancel keys, shared by every route
+	enrollFails   failLimiter        // failed enrollment attempts by peer address
 
 	routeMu sync.Mutex // serializes AddRoute and RemoveRoute: store and map change together
 
@@ -172,9 +174,14 @@ func New(opt Options) (*Server, error) {
 	}
 	s.verifier = auth.Verifier{Lookup: s.lookupAgent}
 	s.SetLimits(opt.MaxSessionsPerAgent, opt.OpenTimeout)
+	s.SetCAFingerprint(opt.CAFingerprint)
 	s.initMetrics()
 	return s, nil
 }
+
+// SetCAFingerprint changes the CA fingerprint handed out with enrollment
+// tokens, as when a reload loads another server.ca.
+func (s *Server) SetCAFingerprint(fp string) { s.caFingerprint.Store(&fp) }
 
 // SetLimits changes the per-agent session limit and the open timeout, as
 // on a config reload; zero keeps a value. They apply to sessions that start
