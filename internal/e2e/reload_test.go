@@ -212,3 +212,32 @@ func TestServerRestartQuickRetry(t *testing.T) {
 		}
 	})
 }
+
+// TestDrainingAgentDisabled: a client waiting for a draining agent's
+// successor is told at once when the agent is disabled meanwhile: no
+// successor will come.
+func TestDrainingAgentDisabled(t *testing.T) {
+	opt := testServerOptions()
+	opt.OpenTimeout = 10 * time.Second
+	e := newEnv(t, transports[0], opt)
+	a := e.agent("acme", "echo="+tcptest.Echo(t))
+	e.online("acme")
+	route := e.route("echo", "acme", "echo")
+	busy := startBusySession(t, route)
+	go a.Drain(e.ctx)
+	e.log.waitFor(t, 5*time.Second, "agent is stopping: no new sessions through this connection")
+
+	c, err := net.Dial("tcp", route)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("hello"))
+	time.Sleep(300 * time.Millisecond) // the client is waiting now
+	if err := e.srv.SetAgentDisabled(e.ctx, "acme", true); err != nil {
+		t.Fatal(err)
+	}
+	// Well under the open timeout: the kick's linger, and no wait after.
+	expectClosed(t, c, 4*time.Second)
+	busy.conn.Close()
+}

@@ -131,6 +131,9 @@ func TestBinariesRestartUnderLoad(t *testing.T) {
 			if code != 0 {
 				t.Errorf("%s: server exit code %d", tc.name, code)
 			}
+			if inFlight == "-" {
+				t.Errorf("%s: no session was in flight at the signal, so the drain was not exercised", tc.name)
+			}
 			if tally.lost != 0 {
 				t.Errorf("%s: %d transactions that had started were lost", tc.name, tally.lost)
 			}
@@ -141,11 +144,7 @@ func TestBinariesRestartUnderLoad(t *testing.T) {
 			}
 		}
 	}
-	if out := os.Getenv("TUNNEL_ARTIFACT_DIR"); out != "" {
-		if err := os.MkdirAll(out, 0o755); err == nil {
-			os.WriteFile(filepath.Join(out, "restart-under-load.txt"), []byte(strings.Join(report, "\n")+"\n"), 0o644)
-		}
-	}
+	saveArtifact(t, "restart-under-load.txt", []byte(strings.Join(report, "\n")+"\n"))
 }
 
 // waitRoute waits until a TCP connection to addr is accepted.

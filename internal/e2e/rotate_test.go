@@ -65,17 +65,6 @@ func echoOnce(t *testing.T, c net.Conn, msg string) {
 	}
 }
 
-// wantClosed fails unless the server closes c within d.
-func wantClosed(t *testing.T, c net.Conn, d time.Duration) {
-	t.Helper()
-	c.SetReadDeadline(time.Now().Add(d))
-	_, err := c.Read(make([]byte, 1))
-	var ne net.Error
-	if err == nil || errors.As(err, &ne) && ne.Timeout() {
-		t.Fatalf("the session is still open after %v (read: %v)", d, err)
-	}
-}
-
 // TestRotateKey: the server asks a connected agent for a new key; the agent
 // moves to a connection with it while a session on the old connection goes
 // on; then the old key is refused, and disabling the agent drops both
@@ -131,8 +120,8 @@ func TestRotateKey(t *testing.T) {
 			if err := e.srv.SetAgentDisabled(e.ctx, "acme", true); err != nil {
 				t.Fatal(err)
 			}
-			wantClosed(t, session, 5*time.Second)
-			wantClosed(t, fresh, 5*time.Second)
+			expectClosed(t, session, 5*time.Second)
+			expectClosed(t, fresh, 5*time.Second)
 			select {
 			case <-a.Done():
 				wantRefused(t, a.Err(), proto.RefuseAgentDisabled)
