@@ -304,22 +304,30 @@ func TestPostgresCancel(t *testing.T) {
 				}
 				defer conn.Close(e.ctx)
 				ctx, cancel := context.WithCancel(e.ctx)
+				defer cancel()
+				// The query runs on its own goroutine; the test's own waits and
+				// failures stay on this one.
+				res := make(chan error, 1)
 				go func() {
-					waitUntil(t, 10*time.Second, func() bool { return sleeping(t, pg) })
-					cancel()
+					_, err := conn.Exec(ctx, "select pg_sleep(60)")
+					res <- err
 				}()
+				waitUntil(t, 10*time.Second, func() bool { return sleeping(t, pg) })
 				start := time.Now()
-				_, err = conn.Exec(ctx, "select pg_sleep(60)")
+				cancel()
+				err = <-res
 				el := time.Since(start)
 				if err == nil {
 					t.Fatal("pg_sleep(60) returned without error")
 				}
 				var pe *pgconn.PgError
 				if !errors.As(err, &pe) || pe.Code != "57014" {
+					// pgx may return the context's error before the
+					// server's answer; what counts is checked below.
 					t.Logf("pgx: %v", err)
 				}
-				if el > 2*time.Second+500*time.Millisecond {
-					t.Errorf("canceled query returned after %v", el)
+				if el > 2*time.Second {
+					t.Errorf("canceled query returned %v after the cancel", el)
 				}
 				// The database itself was told: nothing sleeps on.
 				waitUntil(t, 2*time.Second, func() bool { return !sleeping(t, pg) })
