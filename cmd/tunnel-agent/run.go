@@ -30,7 +30,7 @@ func (a *app) runCmd() *cobra.Command {
 declared targets. When the connection fails or drops it reconnects, with
 exponential backoff and jitter (first retry within half a second, then up to
 30s apart), forever. When the server says it is restarting, the agent retries
-within a second until it is back.
+within a second, for up to two minutes, then as before.
 
 [server] transport picks the connection: "auto" (the default) tries QUIC over
 UDP and falls back to TLS over TCP, to the same port, when QUIC gets no

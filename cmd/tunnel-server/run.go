@@ -49,8 +49,8 @@ connected. Other changes need a restart; the log says which. A config that
 does not load changes nothing.
 
 On SIGINT or SIGTERM it stops accepting agents and clients, asks every agent
-to reconnect (they retry within a second, so they are back as soon as the
-server is), lets sessions in flight finish for up to limits.drain_timeout,
+to reconnect (they retry within a second for two minutes, so they are back
+as soon as the server is), lets sessions in flight finish for up to limits.drain_timeout,
 then closes the rest and exits. A second signal closes them at once.`,
 		Example: `  tunnel-server run --config /etc/tunnel-server/tunnel-server.toml
   tunnel-server run --log info,mux=debug --json`,

@@ -201,15 +201,17 @@ const MaxFallbackLen = 512
 
 // ClipFallback returns s cut to MaxFallbackLen bytes at a character
 // boundary.
-func ClipFallback(s string) string {
-	if len(s) <= MaxFallbackLen {
+func ClipFallback(s string) string { return Clip(s, MaxFallbackLen) }
+
+// Clip returns s cut to at most n bytes at a character boundary.
+func Clip(s string, n int) string {
+	if len(s) <= n {
 		return s
 	}
-	cut := MaxFallbackLen
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
-	return s[:cut]
+	return s[:n]
 }
 
 // AppendSeq returns the payload of a Ping or Pong.

@@ -520,10 +520,24 @@ func (ac *agentConn) readLoop() error {
 
 // write sends one frame on the control stream.
 func (ac *agentConn) write(t proto.FrameType, payload []byte) error {
+	return ac.writeWithin(ac.srv.opt.HeartbeatTimeout, t, payload)
+}
+
+// writeWithin sends one frame on the control stream, giving up after d.
+func (ac *agentConn) writeWithin(d time.Duration, t proto.FrameType, payload []byte) error {
 	ac.writeMu.Lock()
 	defer ac.writeMu.Unlock()
-	ac.ctl.SetWriteDeadline(time.Now().Add(ac.srv.opt.HeartbeatTimeout))
+	ac.ctl.SetWriteDeadline(time.Now().Add(d))
 	return proto.WriteFrame(ac.ctl, t, payload)
+}
+
+// writeJSONWithin is writeWithin for a JSON payload.
+func (ac *agentConn) writeJSONWithin(d time.Duration, t proto.FrameType, v any) error {
+	payload, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return ac.writeWithin(d, t, payload)
 }
 
 func (ac *agentConn) markRecv() {
@@ -567,10 +581,7 @@ func (ac *agentConn) alive(timeout time.Duration) bool {
 // once the agent hangs up, or after refuseLinger.
 func (ac *agentConn) kick(code proto.RefuseCode, msg string) {
 	ac.kickOnce.Do(func() {
-		ac.writeMu.Lock()
-		ac.ctl.SetWriteDeadline(time.Now().Add(time.Second))
-		err := proto.WriteJSON(ac.ctl, proto.FrameRefuse, &proto.Refuse{Code: code, Message: msg})
-		ac.writeMu.Unlock()
+		err := ac.writeJSONWithin(time.Second, proto.FrameRefuse, &proto.Refuse{Code: code, Message: msg})
 		if err != nil {
 			ac.end(msg)
 			return
@@ -608,20 +619,14 @@ func (ac *agentConn) end(reason string) {
 	})
 }
 
-// reconnect asks the agent to open a new connection: this one takes no new
-// session. Agents that speak protocol version 1 are not asked.
+// reconnect asks the agent to open a new connection, as a stopping server
+// does (which has closed its listeners, so no new session comes). Agents
+// that speak protocol version 1 are not asked.
 func (ac *agentConn) reconnect(reason string) {
 	if ac.proto < 2 {
 		return
 	}
-	payload, err := json.Marshal(&proto.Reconnect{Reason: reason})
-	if err == nil {
-		ac.writeMu.Lock()
-		ac.ctl.SetWriteDeadline(time.Now().Add(time.Second))
-		err = proto.WriteFrame(ac.ctl, proto.FrameReconnect, payload)
-		ac.writeMu.Unlock()
-	}
-	if err != nil {
+	if err := ac.writeJSONWithin(time.Second, proto.FrameReconnect, &proto.Reconnect{Reason: reason}); err != nil {
 		ac.log.Debug("reconnect request not sent", logging.KeyErr, err)
 	}
 }
@@ -631,11 +636,7 @@ func (ac *agentConn) reconnect(reason string) {
 const reconnectLinger = 200 * time.Millisecond
 
 func (ac *agentConn) writeJSON(t proto.FrameType, v any) error {
-	payload, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return ac.write(t, payload)
+	return ac.writeJSONWithin(ac.srv.opt.HeartbeatTimeout, t, v)
 }
 
 func (ac *agentConn) setTargets(names []string) {
@@ -668,20 +669,32 @@ const restartGrace = time.Minute
 // open timeout or until ctx is done, and then returns what there is: a
 // client's session starts late instead of failing across an agent upgrade.
 func (s *Server) awaitAgent(ctx context.Context, name string) *agentConn {
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(s.openTimeout.Load()))
-	defer cancel()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
+	// found returns the connection to use and whether waiting is over.
+	found := func() (*agentConn, bool) {
 		s.mu.Lock()
 		ac := s.agents[name]
 		gone, restarting := s.restarting[name]
 		s.mu.Unlock()
 		switch {
 		case ac != nil && !ac.draining.Load():
-			return ac
+			return ac, true
 		case ac == nil && (!restarting || time.Since(gone) > restartGrace):
-			return nil
+			return nil, true
+		}
+		return ac, false
+	}
+	// Nearly always the agent is there: no timer for that.
+	if ac, done := found(); done {
+		return ac
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(s.openTimeout.Load()))
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ac, done := found()
+		if done {
+			return ac
 		}
 		select {
 		case <-ctx.Done():

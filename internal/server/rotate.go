@@ -105,7 +105,7 @@ func (s *Server) acceptNewKey(name string, payload []byte, log *slog.Logger) *pr
 	}
 	reply := &proto.KeyAccepted{Fingerprint: nk.Fingerprint}
 	if !auth.ValidFingerprint(nk.Fingerprint) {
-		reply.Error = fmt.Sprintf("%q is not a key fingerprint", truncate(nk.Fingerprint, 100))
+		reply.Error = fmt.Sprintf("%q is not a key fingerprint", proto.Clip(nk.Fingerprint, 100))
 		return reply
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.opt.HandshakeTimeout)
@@ -173,12 +173,4 @@ func containsConn(list []*agentConn, ac *agentConn) bool {
 		}
 	}
 	return false
-}
-
-// truncate shortens s to at most n bytes for a message.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }
