@@ -143,19 +143,8 @@ func serveAgent(ctx context.Context, eng *agent.Agent, cfg *config.Agent, log *s
 func drainAgent(eng *agent.Agent, cfg *config.Agent, log *slog.Logger) {
 	timeout := cfg.Agent.DrainTimeout.Duration
 	log.Info("stopping: no new sessions; waiting for the ones in flight", "drain_timeout", timeout)
-	again := make(chan os.Signal, 1)
-	signal.Notify(again, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(again)
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := cli.DrainContext(timeout, log, "second signal: stopping now")
 	defer cancel()
-	go func() {
-		select {
-		case <-again:
-			log.Warn("second signal: stopping now")
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	if left := eng.Drain(ctx); left > 0 {
 		log.Warn("closing sessions still open", "sessions", left)
 	}

@@ -157,27 +157,35 @@ func (a *app) agentListCmd() *cobra.Command {
 	}
 }
 
+// agentState is an agent's STATE in `agent list`, and its description when
+// a shell completes its name.
+func agentState(ag admin.Agent) string {
+	state := "offline"
+	switch {
+	case ag.Online && ag.Disabled:
+		state = "online, disabled"
+	case ag.Online:
+		state = "online"
+	case ag.Disabled:
+		state = "disabled"
+	case ag.Waiting:
+		state = "waiting for enrollment"
+	}
+	if ag.PendingFingerprint != "" {
+		state += ", new key pending"
+	}
+	return state
+}
+
 func printAgents(cmd *cobra.Command, agents []admin.Agent) {
 	w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "NAME\tSTATE\tSINCE\tREMOTE\tTRANSPORT\tSESSIONS\tTARGETS\tVERSION")
 	for _, ag := range agents {
-		state, since, remote, transport, targets, ver := "offline", "-", "-", "-", "-", "-"
-		switch {
-		case ag.Online:
-			state = "online"
+		state, since, remote, transport, targets, ver := agentState(ag), "-", "-", "-", "-", "-"
+		if ag.Online {
 			since = ago(*ag.Since)
 			remote, transport, ver = ag.Remote, ag.Transport, dash(ag.Version)
 			targets = joinOrDash(ag.Targets)
-		case ag.Disabled:
-			state = "disabled"
-		case ag.Waiting:
-			state = "waiting for enrollment"
-		}
-		if ag.Online && ag.Disabled {
-			state = "online, disabled"
-		}
-		if ag.PendingFingerprint != "" {
-			state += ", new key pending"
 		}
 		if ag.Online && ag.Fallback != "" {
 			transport += "*"

@@ -131,16 +131,3 @@ func (a *app) ask(cmd *cobra.Command, fn func(context.Context, *admin.Client) er
 	defer cancel()
 	_ = fn(ctx, c)
 }
-
-// agentState describes an agent in a word or two, for completions.
-func agentState(ag admin.Agent) string {
-	switch {
-	case ag.Online && ag.Disabled:
-		return "online, disabled"
-	case ag.Online:
-		return "online"
-	case ag.Disabled:
-		return "disabled"
-	}
-	return "offline"
-}

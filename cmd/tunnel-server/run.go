@@ -186,19 +186,8 @@ wait:
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	httpSrv.Shutdown(shutdownCtx)
 	cancel()
-	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.DrainTimeout.Duration)
+	drainCtx, cancel := cli.DrainContext(l.DrainTimeout.Duration, log, "second signal: closing the sessions in flight now")
 	defer cancel()
-	again := make(chan os.Signal, 1)
-	signal.Notify(again, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(again)
-	go func() {
-		select {
-		case <-again:
-			log.Warn("second signal: closing the sessions in flight now")
-			cancel()
-		case <-drainCtx.Done():
-		}
-	}()
 	err = srv.Close(drainCtx)
 	log.Info("stopped")
 	if errors.Is(err, net.ErrClosed) {

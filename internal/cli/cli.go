@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -141,4 +142,23 @@ func VersionCmd(name string) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// DrainContext is the context of a graceful stop that began with a signal:
+// it ends after timeout, or at once when another SIGINT or SIGTERM arrives,
+// which is logged as msg. Cancel it when the drain is over.
+func DrainContext(timeout time.Duration, log *slog.Logger, msg string) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		defer signal.Stop(again)
+		select {
+		case <-again:
+			log.Warn(msg)
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
 }
