@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"runtime"
 	"strconv"
@@ -168,6 +169,18 @@ func TestSampleConfigs(t *testing.T) {
 		}
 		if len(cfg.Targets) == 0 {
 			t.Error("the sample declares no target")
+		}
+		// "with every key": each key of the agent config is in the sample.
+		for _, key := range tomlKeys(reflect.TypeOf(config.Agent{})) {
+			if !regexp.MustCompile(`(?m)^#? ?` + regexp.QuoteMeta(key) + ` = `).Match(raw) {
+				t.Errorf("the sample has no %s key", key)
+			}
+		}
+		if cfg.Agent.DrainTimeout.Duration != config.DefaultDrainTimeout {
+			t.Errorf("the sample's drain_timeout %v is not the default %v", cfg.Agent.DrainTimeout, config.DefaultDrainTimeout)
+		}
+		if stop := parseSeconds(t, agent.get("TimeoutStopSec")); stop <= cfg.Agent.DrainTimeout.Duration {
+			t.Errorf("TimeoutStopSec %v does not cover the agent's drain of %v", stop, cfg.Agent.DrainTimeout)
 		}
 	})
 
@@ -345,4 +358,26 @@ func TestSysusers(t *testing.T) {
 			t.Errorf("no login-less user %s in the passwd systemd-sysusers wrote:\n%s", user, passwd)
 		}
 	}
+}
+
+// tomlKeys lists the keys of a config struct's sections, by their toml
+// names, descending into sections and arrays of tables.
+func tomlKeys(typ reflect.Type) []string {
+	var keys []string
+	for f := range typ.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		ft := f.Type
+		if ft.Kind() == reflect.Slice {
+			ft = ft.Elem()
+		}
+		if ft.Kind() == reflect.Struct && ft.NumField() > 0 && ft.Field(0).Tag.Get("toml") != "" {
+			keys = append(keys, tomlKeys(ft)...)
+			continue
+		}
+		keys = append(keys, name)
+	}
+	return keys
 }
