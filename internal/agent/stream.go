@@ -65,9 +65,9 @@ func (a *Agent) serveStream(ctx context.Context, st mux.Stream) {
 	target, err := d.dial(dctx, open.Client)
 	cancel()
 	if err != nil {
-		msg := describeDialErr(open.Target, err, a.opt.DialTimeout)
+		reason, msg := classifyDialErr(open.Target, err, a.opt.DialTimeout)
 		log.Warn("session refused", logging.KeyReason, msg, logging.KeyErr, err)
-		a.metrics.DialFailed(open.Target, dialFailReason(err))
+		a.metrics.DialFailed(open.Target, reason)
 		a.reply(st, proto.ReplyDialFailed, msg)
 		st.Close()
 		return
@@ -103,6 +103,13 @@ func (a *Agent) reply(st mux.Stream, code proto.ReplyCode, msg string) error {
 // reason travels to the server and may be shown to its clients, while the
 // address is the customer's business (it is in the agent's own log).
 func describeDialErr(target string, err error, timeout time.Duration) string {
+	_, msg := classifyDialErr(target, err, timeout)
+	return msg
+}
+
+// classifyDialErr returns a failed dial's metrics reason and its
+// description (see describeDialErr), from one look at the error.
+func classifyDialErr(target string, err error, timeout time.Duration) (reason, msg string) {
 	var (
 		setupErr *setupError
 		dnsErr   *net.DNSError
@@ -112,19 +119,19 @@ func describeDialErr(target string, err error, timeout time.Duration) string {
 	timedOut := errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 	switch {
 	case errors.As(err, &setupErr) && timedOut:
-		return fmt.Sprintf("target %q did not complete %s within %v", target, setupErr.step, timeout)
+		return metrics.ReasonTimeout, fmt.Sprintf("target %q did not complete %s within %v", target, setupErr.step, timeout)
 	case errors.As(err, &setupErr):
-		return fmt.Sprintf("target %q %s", target, setupErr.reason)
+		return metrics.ReasonSetupFailed, fmt.Sprintf("target %q %s", target, setupErr.reason)
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return fmt.Sprintf("target %q refused the connection", target)
+		return metrics.ReasonRefused, fmt.Sprintf("target %q refused the connection", target)
 	case timedOut:
-		return fmt.Sprintf("target %q did not answer within %v", target, timeout)
+		return metrics.ReasonTimeout, fmt.Sprintf("target %q did not answer within %v", target, timeout)
 	case errors.As(err, &dnsErr):
-		return fmt.Sprintf("target %q: its host name does not resolve", target)
+		return metrics.ReasonUnresolved, fmt.Sprintf("target %q: its host name does not resolve", target)
 	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
-		return fmt.Sprintf("target %q: no route to its host", target)
+		return metrics.ReasonUnreachable, fmt.Sprintf("target %q: no route to its host", target)
 	case errors.As(err, &sysErr):
-		return fmt.Sprintf("target %q: %v", target, sysErr.Err)
+		return metrics.ReasonDialFailed, fmt.Sprintf("target %q: %v", target, sysErr.Err)
 	}
-	return fmt.Sprintf("cannot connect to target %q", target)
+	return metrics.ReasonDialFailed, fmt.Sprintf("cannot connect to target %q", target)
 }

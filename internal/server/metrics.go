@@ -17,32 +17,26 @@ func (s *Server) initMetrics() {
 }
 
 // metricsStats reads the counters the server keeps anyway, at scrape time:
-// nothing is added to the per-byte path. Bytes of live sessions are added
-// to their route's totals of ended ones; finish moves a session's bytes
-// under the same lock, so none is counted twice or missed.
+// nothing is added to the per-byte path. The bytes are countBytes', as the
+// throughput history and the admin API see them.
 func (s *Server) metricsStats() metrics.ServerStats {
+	_, bytes := s.countBytes()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	active := make(map[*route]int, len(s.routes))
+	for _, ss := range s.sessions {
+		active[ss.route]++
+	}
 	st := metrics.ServerStats{AgentsConnected: len(s.agents), Routes: make([]metrics.RouteStats, 0, len(s.routes))}
-	index := make(map[*route]int, len(s.routes))
 	for name, r := range s.routes {
-		index[r] = len(st.Routes)
+		b := bytes[name]
 		st.Routes = append(st.Routes, metrics.RouteStats{
 			Name:      name,
+			Active:    active[r],
 			Sessions:  r.opened.Load(),
-			BytesUp:   r.bytesUp.Load(),
-			BytesDown: r.bytesDown.Load(),
+			BytesUp:   b.up,
+			BytesDown: b.down,
 		})
-	}
-	for _, ss := range s.sessions {
-		i, ok := index[ss.route]
-		if !ok {
-			continue // its route was removed: no series left to add to
-		}
-		rs := &st.Routes[i]
-		rs.Active++
-		rs.BytesUp += ss.counters.AToB.Load()
-		rs.BytesDown += ss.counters.BToA.Load()
 	}
 	return st
 }
