@@ -135,8 +135,7 @@ func Fingerprint(pub crypto.PublicKey) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("fingerprint of %s: %w", keyTypeName(pub), err)
 	}
-	sum := sha256.Sum256(der)
-	return FingerprintPrefix + base64.RawURLEncoding.EncodeToString(sum[:]), nil
+	return formatFingerprint(sha256.Sum256(der)), nil
 }
 
 // ValidFingerprint reports whether s has the form [Fingerprint] produces, so

@@ -22,7 +22,12 @@ const EnrollCommonName = "enrolling-agent"
 // It is how `tunnel-server agent add --token` shows the server's CA, and
 // what `tunnel-agent enroll --ca-fingerprint` pins.
 func CertFingerprint(cert *x509.Certificate) string {
-	sum := sha256.Sum256(cert.Raw)
+	return formatFingerprint(sha256.Sum256(cert.Raw))
+}
+
+// formatFingerprint writes a SHA-256 sum as every fingerprint of this
+// package is written: FingerprintPrefix and unpadded base64url.
+func formatFingerprint(sum [sha256.Size]byte) string {
 	return FingerprintPrefix + base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
@@ -115,7 +120,7 @@ func verifyPinnedChain(certs []*x509.Certificate, want [sha256.Size]byte, server
 				seen = append(seen, fmt.Sprintf("%s (%q)", CertFingerprint(c), c.Subject.CommonName))
 			}
 		}
-		wantFP := FingerprintPrefix + base64.RawURLEncoding.EncodeToString(want[:])
+		wantFP := formatFingerprint(want)
 		if len(seen) == 0 {
 			return fmt.Errorf("%w: the server presented no CA certificate, only its own (%q); expected CA %s "+
 				"(is the server older than enrollment, or is something else answering at that address?)",
@@ -176,7 +181,7 @@ func AppendCACert(chainPEM, caPEM []byte) ([]byte, error) {
 	if len(out) > 0 && out[len(out)-1] != '\n' {
 		out = append(out, '\n')
 	}
-	return append(out, pem.EncodeToMemory(&pem.Block{Type: pemCertificate, Bytes: ca.Raw})...), nil
+	return append(out, CertPEM(ca)...), nil
 }
 
 // CACertFingerprint returns the [CertFingerprint] of the first certificate

@@ -56,7 +56,7 @@ func ToolPath(name string) (string, error) {
 	}
 	if dir := os.Getenv(EnvBin); dir != "" {
 		for _, n := range names {
-			if p := filepath.Join(dir, n); isExecutable(p) {
+			if p := filepath.Join(dir, n); fixture.IsExecutable(p) {
 				return p, nil
 			}
 		}
@@ -69,7 +69,7 @@ func ToolPath(name string) (string, error) {
 	}
 	for _, n := range names {
 		for _, dir := range fallbackDirs {
-			if p := filepath.Join(dir, n); isExecutable(p) {
+			if p := filepath.Join(dir, n); fixture.IsExecutable(p) {
 				return p, nil
 			}
 		}
@@ -98,11 +98,6 @@ func Required() bool { return fixture.Required(EnvRequire) }
 func unavailable(t testing.TB, msg string) {
 	t.Helper()
 	fixture.Unavailable(t, "mariadbtest", EnvRequire, msg)
-}
-
-func isExecutable(path string) bool {
-	fi, err := os.Stat(path)
-	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
 }
 
 // environ is our environment without MYSQL_* and MARIADB_* variables, for

@@ -211,7 +211,7 @@ func Start(t testing.TB, opts Options) *Server {
 // the port was taken between picking and binding it.
 func (s *Server) startOnFreePort(mariadbd string) error {
 	for attempt := 1; ; attempt++ {
-		port, err := freePort()
+		port, err := fixture.FreePort()
 		if err != nil {
 			return fmt.Errorf("pick a port: %v", err)
 		}
@@ -345,17 +345,6 @@ func userArgs() []string {
 		return []string{"--user=root"}
 	}
 	return nil
-}
-
-// freePort asks the kernel for a free port. Another process may take it
-// before mariadbd binds it; start detects that and Start retries.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // maxSocketDir keeps "<dir>/mysqld.sock" well inside the 107 bytes a unix

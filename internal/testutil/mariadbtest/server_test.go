@@ -15,6 +15,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/tunnelrelay/tunnel/internal/testutil/fixture"
 	"github.com/tunnelrelay/tunnel/internal/testutil/leakcheck"
 )
 
@@ -215,7 +216,7 @@ func TestToolPath(t *testing.T) {
 	})
 	t.Run("found", func(t *testing.T) {
 		for _, name := range []string{"mariadbd", "mariadb-install-db", "mariadb", "mariadb-slap"} {
-			if p := RequireTool(t, name); !isExecutable(p) {
+			if p := RequireTool(t, name); !fixture.IsExecutable(p) {
 				t.Errorf("RequireTool(%s) = %q, not executable", name, p)
 			}
 		}
@@ -250,7 +251,7 @@ func TestStartPortTaken(t *testing.T) {
 	if err := s.start(mariadbd, l.Addr().(*net.TCPAddr).Port); !errors.Is(err, errPortInUse) {
 		t.Fatalf("start on a taken port: %v, want errPortInUse\n%s", err, s.logTail(1024))
 	}
-	port, err := freePort()
+	port, err := fixture.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}

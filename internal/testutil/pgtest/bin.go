@@ -80,7 +80,7 @@ func PgbenchPath() (string, error) { return ToolPath("pgbench") }
 // from cluster configuration we do not have) is bypassed, then on PATH.
 func ToolPath(name string) (string, error) {
 	if dir, err := BinDir(); err == nil {
-		if p := filepath.Join(dir, name); isExecutable(p) {
+		if p := filepath.Join(dir, name); fixture.IsExecutable(p) {
 			return p, nil
 		}
 	}
@@ -115,16 +115,11 @@ func unavailable(t testing.TB, msg string) {
 func missingTools(dir string) []string {
 	var missing []string
 	for _, name := range serverTools {
-		if !isExecutable(filepath.Join(dir, name)) {
+		if !fixture.IsExecutable(filepath.Join(dir, name)) {
 			missing = append(missing, name)
 		}
 	}
 	return missing
-}
-
-func isExecutable(path string) bool {
-	fi, err := os.Stat(path)
-	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
 }
 
 // versionLess compares dotted version strings numerically ("9.6" < "15");

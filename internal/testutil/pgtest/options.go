@@ -2,16 +2,8 @@ package pgtest
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -19,6 +11,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/tunnelrelay/tunnel/pkg/auth"
 )
 
 // Options change the server StartWith starts. The zero value is Start's.
@@ -112,47 +106,11 @@ func (s *Server) applyOptions() error {
 // server's certificate and key where postgres, running as the server
 // account, accepts them (the key readable by that account alone).
 func (s *Server) writeTLSFiles() (certFile, keyFile string, err error) {
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := auth.NewCA("pgtest CA", 24*time.Hour)
 	if err != nil {
 		return "", "", err
 	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "pgtest CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return "", "", err
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return "", "", err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return "", "", err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return "", "", err
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	certPEM, keyPEM, err := ca.IssueServerCert([]string{"localhost", "127.0.0.1"}, 24*time.Hour)
 	if err != nil {
 		return "", "", err
 	}
@@ -162,15 +120,8 @@ func (s *Server) writeTLSFiles() (certFile, keyFile string, err error) {
 		return "", "", err
 	}
 	certFile, keyFile = filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
-	files := []struct {
-		path string
-		pem  *pem.Block
-	}{
-		{certFile, &pem.Block{Type: "CERTIFICATE", Bytes: der}},
-		{keyFile, &pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}},
-	}
-	for _, f := range files {
-		if err := os.WriteFile(f.path, pem.EncodeToMemory(f.pem), 0o600); err != nil {
+	for path, data := range map[string][]byte{certFile: certPEM, keyFile: keyPEM} {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
 			return "", "", err
 		}
 	}
@@ -181,7 +132,7 @@ func (s *Server) writeTLSFiles() (certFile, keyFile string, err error) {
 			}
 		}
 	}
-	s.CAPEM = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}))
+	s.CAPEM = string(ca.CertPEM())
 	return certFile, keyFile, nil
 }
 

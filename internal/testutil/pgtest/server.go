@@ -166,7 +166,7 @@ func newServer(bin string, acct account, dir string) *Server {
 // the port was taken between picking and binding it.
 func (s *Server) startOnFreePort() error {
 	for attempt := 1; ; attempt++ {
-		port, err := freePort()
+		port, err := fixture.FreePort()
 		if err != nil {
 			return fmt.Errorf("pick a port: %v", err)
 		}
@@ -306,17 +306,6 @@ func waitReady(pidFile string, exited <-chan struct{}) error {
 		}
 	}
 	return fmt.Errorf("postgres not ready after %v", readyTimeout)
-}
-
-// freePort asks the kernel for a free port. Another process may take it
-// before postgres binds it; start detects that and Start retries.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // serverEnv is our environment without PG* variables (a PGPORT or PGDATA

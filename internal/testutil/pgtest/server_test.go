@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tunnelrelay/tunnel/internal/testutil/fixture"
 	"github.com/tunnelrelay/tunnel/internal/testutil/leakcheck"
 )
 
@@ -97,7 +98,7 @@ func TestBinDir(t *testing.T) {
 			t.Fatalf("BinDir %s lacks %v", dir, missing)
 		}
 		for _, find := range []func() (string, error){PsqlPath, PgbenchPath} {
-			if p, err := find(); err != nil || !isExecutable(p) {
+			if p, err := find(); err != nil || !fixture.IsExecutable(p) {
 				t.Errorf("tool path %q: %v", p, err)
 			}
 		}
@@ -151,7 +152,7 @@ func TestStartPortTaken(t *testing.T) {
 	if err := s.start(l.Addr().(*net.TCPAddr).Port); !errors.Is(err, errPortInUse) {
 		t.Fatalf("start on a taken port: %v, want errPortInUse\n%s", err, s.logTail(1024))
 	}
-	port, err := freePort()
+	port, err := fixture.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
