@@ -95,6 +95,18 @@ func TestBinariesEnroll(t *testing.T) {
 	if r.code != 0 || m == nil {
 		t.Fatalf("agent add --token: %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
+	// --expires 1h: the token is valid until an hour from now.
+	until := regexp.MustCompile(`until (\d{4}-\d\d-\d\d \d\d:\d\d) UTC`).FindStringSubmatch(r.stdout)
+	if until == nil {
+		t.Fatalf("agent add --token does not say until when the token is valid:\n%s", r.stdout)
+	}
+	exp, err := time.Parse("2006-01-02 15:04", until[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Until(exp); d < 58*time.Minute || d > 61*time.Minute {
+		t.Errorf("the token expires %v from now, want an hour (--expires 1h)", d.Round(time.Second))
+	}
 	enrollArgs := strings.Fields(m[1])[1:]
 	token := tokenRE.FindString(m[1])
 	caPEM, err := os.ReadFile(filepath.Join(c.dir, "srv", "ca.crt"))

@@ -17,6 +17,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/tunnelrelay/tunnel/internal/admin"
+	"github.com/tunnelrelay/tunnel/internal/harness"
 	"github.com/tunnelrelay/tunnel/internal/testutil/fixture"
 	"github.com/tunnelrelay/tunnel/internal/testutil/tcptest"
 	"github.com/tunnelrelay/tunnel/pkg/auth"
@@ -158,7 +159,9 @@ func TestStatusPage(t *testing.T) {
 	opt.Version = "1.4.0"
 	opt.ThroughputInterval = 250 * time.Millisecond
 	e := newEnv(t, transports[0], opt)
-	e.agent("acme-bastion", "warehouse="+tcptest.Echo(t), "crm="+tcptest.Echo(t))
+	agentOpt := testAgentOptions()
+	agentOpt.Version = "2.0.1"
+	e.agentWith(harness.AgentConfig{Name: "acme-bastion", Options: agentOpt}, "warehouse="+tcptest.Echo(t), "crm="+tcptest.Echo(t))
 	e.online("acme-bastion")
 	// Registered, never connected: shown offline.
 	key, err := auth.NewAgentKey()
@@ -212,11 +215,21 @@ func TestStatusPage(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The RTT comes with the first heartbeat.
+	rttShown := func(p pageState) bool {
+		for _, r := range p.Agents {
+			if len(r) > 4 && r[0] == "acme-bastion" && strings.HasSuffix(r[4], " ms") {
+				return true
+			}
+		}
+		return false
+	}
 	st := waitPage(t, tab, "the online agent, the live session and a chart", func(p pageState) bool {
-		return hasRow(p.Agents, "acme-bastion", "online") && hasRow(p.Sessions, "*", "acme-dw", "*", client) && p.Samples >= 12
+		return hasRow(p.Agents, "acme-bastion", "online") && hasRow(p.Sessions, "*", "acme-dw", "*", client) && p.Samples >= 12 &&
+			rttShown(p)
 	})
-	if !hasRow(st.Agents, "acme-bastion", "online", "*", "tls", "*", "*", "1") {
-		t.Errorf("agent row: want acme-bastion online over tls with 1 session; agents: %q", st.Agents)
+	if !hasRow(st.Agents, "acme-bastion", "online", "*", "tls", "*", "2.0.1", "1") {
+		t.Errorf("agent row: want acme-bastion online over tls, version 2.0.1, with 1 session; agents: %q", st.Agents)
 	}
 	if !hasRow(st.Agents, "globex-dc", "offline") {
 		t.Errorf("agent globex-dc is not shown offline; agents: %q", st.Agents)
