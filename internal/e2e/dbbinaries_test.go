@@ -25,9 +25,9 @@ func TestBinariesDatabases(t *testing.T) {
 	my := mariadbtest.Start(t, mariadbtest.Options{ProxyProtocolNetworks: "127.0.0.0/8"})
 	c := newCluster(t, map[string]string{"pg": pg.Addr(), "pg2": pg.Addr()})
 	appendFile(t, c.agentCfg, fmt.Sprintf("\n[[targets]]\nname = \"my\"\naddress = %q\nproxy_protocol = true\n", my.Addr()))
-	setServerKey(t, c.serverCfg, "domain", `"db.test"`)
+	setKey(t, c.serverCfg, "domain", `"db.test"`)
 	// Clients of a stopped agent wait this long for its successor.
-	setServerKey(t, c.serverCfg, "open_timeout", `"2s"`)
+	setKey(t, c.serverCfg, "open_timeout", `"2s"`)
 	c.server.kill()
 	c.startServer(t)
 	c.startAgent(t)
@@ -109,8 +109,14 @@ func appendFile(t *testing.T, path, text string) {
 	}
 }
 
-// setServerKey sets a commented-out key of the server config's template.
-func setServerKey(t *testing.T, path, key, value string) {
+// appendTarget declares a target in an agent config file.
+func appendTarget(t *testing.T, path, name, addr string) {
+	t.Helper()
+	appendFile(t, path, fmt.Sprintf("\n[[targets]]\nname = %q\naddress = %q\n", name, addr))
+}
+
+// setKey sets a commented-out key of a config file written from a template.
+func setKey(t *testing.T, path, key, value string) {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {

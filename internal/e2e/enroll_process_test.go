@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -182,12 +181,7 @@ func TestBinariesEnroll(t *testing.T) {
 	})
 
 	// Targets, then run, as the user would.
-	f, err := os.OpenFile(c.agentCfg, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprintf(f, "\n[[targets]]\nname = \"echo\"\naddress = %q\n", tcptest.Echo(t))
-	f.Close()
+	appendTarget(t, c.agentCfg, "echo", tcptest.Echo(t))
 	pidFile := filepath.Join(c.dir, "agent.pid")
 	c.agent = start(c.top, "tunnel-agent", "run", "--config", c.agentCfg, "--log", "debug", "--pid-file", pidFile)
 	c.waitOnline(t, 10*time.Second)

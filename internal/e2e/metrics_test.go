@@ -207,18 +207,7 @@ func TestBinariesMetrics(t *testing.T) {
 	echo := tcptest.Echo(t)
 	c := newCluster(t, map[string]string{"echo": echo})
 	agentMetrics := freeAddr(t)
-	b, err := os.ReadFile(c.agentCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	line := regexp.MustCompile(`(?m)^# metrics_listen = .*$`)
-	if !line.Match(b) {
-		t.Fatalf("no metrics_listen line to uncomment in the agent config:\n%s", b)
-	}
-	b = line.ReplaceAll(b, []byte(fmt.Sprintf("metrics_listen = %q", agentMetrics)))
-	if err := os.WriteFile(c.agentCfg, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	setKey(t, c.agentCfg, "metrics_listen", fmt.Sprintf("%q", agentMetrics))
 	c.startAgent(t)
 	c.waitOnline(t, 10*time.Second)
 	c.agent.log.waitFor(t, 5*time.Second, "serving metrics", agentMetrics)

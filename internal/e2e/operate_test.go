@@ -32,7 +32,7 @@ func TestBinariesReloadAndDrain(t *testing.T) {
 	busy := startBusySession(t, echoRoute)
 
 	// The agent's file gains a target; reload makes it usable.
-	appendFile(t, c.agentCfg, "\n[[targets]]\nname = \"two\"\naddress = \""+tcptest.Echo(t)+"\"\n")
+	appendTarget(t, c.agentCfg, "two", tcptest.Echo(t))
 	r := run(t, "tunnel-agent", "reload", "--config", c.agentCfg, "--pid-file", c.pidFile())
 	if r.code != 0 || !strings.Contains(r.stdout, "Sent SIGHUP to tunnel-agent") {
 		t.Fatalf("reload: %d %s%s", r.code, r.stdout, r.stderr)
@@ -76,7 +76,7 @@ func TestBinariesReloadAndDrain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	setServerKey(t, c.serverCfg, "max_sessions_per_agent", "1")
+	setKey(t, c.serverCfg, "max_sessions_per_agent", "1")
 	c.server.cmd.Process.Signal(syscall.SIGHUP)
 	c.server.log.waitFor(t, 5*time.Second, "config reloaded", "max_sessions_per_agent=1 ")
 	overLimit, err := net.Dial("tcp", twoRoute)

@@ -195,14 +195,9 @@ func newCluster(t *testing.T, targets map[string]string) *cluster {
 	if r.code != 0 {
 		t.Fatalf("agent add: %d %s", r.code, r.stderr)
 	}
-	f, err := os.OpenFile(c.agentCfg, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for name, addr := range targets {
-		fmt.Fprintf(f, "\n[[targets]]\nname = %q\naddress = %q\n", name, addr)
+		appendTarget(t, c.agentCfg, name, addr)
 	}
-	f.Close()
 	return c
 }
 
@@ -257,18 +252,7 @@ func (c *cluster) agentTransport(t *testing.T) string {
 // setTransport sets [server] transport in the agent's config file.
 func (c *cluster) setTransport(t *testing.T, transport string) {
 	t.Helper()
-	b, err := os.ReadFile(c.agentCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	re := regexp.MustCompile(`(?m)^# transport = .*$`)
-	if !re.Match(b) {
-		t.Fatalf("no transport line to uncomment in the agent config:\n%s", b)
-	}
-	b = re.ReplaceAll(b, []byte(fmt.Sprintf("transport = %q", transport)))
-	if err := os.WriteFile(c.agentCfg, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	setKey(t, c.agentCfg, "transport", fmt.Sprintf("%q", transport))
 }
 
 var routeAddrRE = regexp.MustCompile(`listens on (127\.0\.0\.1:\d+)`)

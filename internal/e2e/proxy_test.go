@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"net"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -162,12 +161,7 @@ func TestBinariesThroughProxy(t *testing.T) {
 	if r := c.srv(t, "agent", "add", "acme", "--out", c.agentCfg); r.code != 0 {
 		t.Fatalf("agent add: %d %s", r.code, r.stderr)
 	}
-	f, err := os.OpenFile(c.agentCfg, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.WriteString("\n[[targets]]\nname = \"echo\"\naddress = \"" + echo + "\"\n")
-	f.Close()
+	appendTarget(t, c.agentCfg, "echo", echo)
 	server := agentServerAddr(t, c.agentCfg)
 	if !strings.HasPrefix(server, harness.ServerHost+":") {
 		t.Fatalf("the agent config names the server %q", server)

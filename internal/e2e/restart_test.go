@@ -80,7 +80,7 @@ func TestBinariesRestartUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := newCluster(t, map[string]string{"pg": pg.Addr()})
-	setServerKey(t, c.serverCfg, "drain_timeout", `"10s"`)
+	setKey(t, c.serverCfg, "drain_timeout", `"10s"`)
 	c.server.kill()
 	c.startServer(t)
 	c.startAgent(t)
