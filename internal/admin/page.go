@@ -9,7 +9,6 @@ import (
 	"encoding/base64"
 	"io/fs"
 	"log/slog"
-	"mime"
 	"net/http"
 	"path"
 	"strconv"
@@ -104,9 +103,7 @@ func (p *statusPage) serve(w http.ResponseWriter, r *http.Request, name string) 
 	// Revalidated each time, so an upgraded server's page is never mixed
 	// with an old script.
 	h.Set("Cache-Control", "no-cache")
-	if ct := mime.TypeByExtension(path.Ext(name)); ct != "" {
-		h.Set("Content-Type", ct)
-	}
+	// ServeContent sets the Content-Type from the name.
 	http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(data))
 }
 
